@@ -1,0 +1,68 @@
+"""The provider-neutral language shared by the bot and every wire format.
+
+Nothing here knows about HTTP or Discord: a request says what to draw, a result says what came back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+RESOLUTIONS = ("1K", "2K", "4K")
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """One image: its bytes, the mime type sniffed from them, and its pixel size when known."""
+
+    data: bytes
+    mime_type: str
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def extension(self) -> str:
+        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(
+            self.mime_type, "bin"
+        )
+
+    def __repr__(self) -> str:  # never dump megabytes into a log or a test failure
+        return f"ImageData({self.mime_type}, {len(self.data)} bytes, {self.width}x{self.height})"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier turn of a conversation.
+
+    `provider_state` is opaque, JSON-serialisable data a wire format asked to keep with a model turn
+    (Gemini's thought signatures); it is handed back unchanged on the next request.
+    """
+
+    role: Literal["user", "model"]
+    text: str = ""
+    images: tuple[ImageData, ...] = ()
+    provider_state: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    images: tuple[ImageData, ...] = ()
+    history: tuple[Turn, ...] = ()
+    aspect_ratio: str | None = None  # one of ASPECT_RATIOS, or None for the model's default ("auto")
+    resolution: str | None = None  # one of RESOLUTIONS, or None for the model's default
+    count: int = 1
+
+
+@dataclass
+class GenerationResult:
+    images: list[ImageData]
+    text: str = ""
+    usage: dict[str, Any] = field(default_factory=dict)
+    provider: str = ""
+    model: str = ""
+    seconds: float = 0.0
+    # Opaque state to keep with this model turn (see Turn.provider_state).
+    provider_state: dict[str, Any] | None = None
+    # Providers tried before this one succeeded (failover), for logs and the user's status line.
+    attempts: list[str] = field(default_factory=list)
