@@ -1,0 +1,131 @@
+"""Entry point: `python bot.py`, configured by `.env` (see .env.example).
+
+The bot owns the shared resources (one aiohttp session, the database, the provider router, the job
+runner) and hands them to the cogs; cogs are extensions loaded in setup_hook.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+
+import aiohttp
+import discord
+from discord.ext import commands
+from dotenv import load_dotenv
+
+from cogs.jobs import JobRunner
+from config import Settings
+from providers.client import ProviderRouter
+from providers.errors import ConfigError
+from storage import Storage
+
+log = logging.getLogger("bot")
+
+EXTENSIONS = ("cogs.buttons", "cogs.generate", "cogs.threads")
+
+
+class ImageBot(commands.Bot):
+    storage: Storage
+    providers: ProviderRouter
+    jobs: JobRunner
+
+    def __init__(self, settings: Settings, http_session: aiohttp.ClientSession) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True  # turns in threads are plain messages
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         allowed_mentions=discord.AllowedMentions.none())
+        self.settings = settings
+        self.http_session = http_session
+        self.lag_max_ms = 0.0
+
+    async def setup_hook(self) -> None:
+        self.storage = await Storage.open(self.settings.database_path)
+        self.providers = ProviderRouter(self.settings.providers, self.http_session)
+        self.jobs = JobRunner(self)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self._sync_commands()
+        pruned = await self.storage.prune(self.settings.retention_days)
+        if pruned:
+            log.info("deleted %d conversations older than %d days", pruned, self.settings.retention_days)
+        interrupted = await self.storage.mark_active_jobs("interrupted", "The bot stopped while this job ran.")
+        if interrupted:
+            asyncio.create_task(self._tell_interrupted(interrupted))
+        if self.settings.lag_probe:
+            asyncio.create_task(self._probe_lag())
+
+    async def _sync_commands(self) -> None:
+        """Sync on purpose at start (to DEV_GUILD_ID for instant updates while developing), never in on_ready."""
+        if self.settings.dev_guild_id:
+            guild = discord.Object(self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log.info("synced %d application commands", len(synced))
+
+    async def _tell_interrupted(self, jobs) -> None:
+        """Jobs left running by a crash: tell their members where they asked, with a Reroll button."""
+        from cogs.buttons import result_view
+
+        await self.wait_until_ready()
+        for job in jobs:
+            channel = self.get_channel(job.channel_id) if job.channel_id else None
+            if channel is None:
+                continue
+            try:
+                await channel.send(f"<@{job.user_id}> The bot restarted while your image was being made "
+                                   f"(“{job.options.get('prompt', '')[:100]}”). Press Reroll to try again.",
+                                   view=result_view(job.id, failed=True),
+                                   allowed_mentions=discord.AllowedMentions(users=True))
+            except discord.HTTPException as exc:
+                log.warning("could not tell about interrupted job %s: %s", job.id, exc.status)
+
+    async def _probe_lag(self) -> None:
+        """Benchmark aid: the longest time the event loop was late for a 10 ms timer."""
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            late_ms = (time.perf_counter() - start - 0.01) * 1000
+            if late_ms > self.lag_max_ms:
+                self.lag_max_ms = late_ms
+                log.info("loop lag max %.1f ms", late_ms)
+
+    async def close(self) -> None:
+        if hasattr(self, "jobs"):
+            await self.jobs.shutdown(self.settings.shutdown_grace)
+        await super().close()
+        if hasattr(self, "storage"):
+            await self.storage.close()
+
+
+async def run(settings: Settings) -> None:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        bot = ImageBot(settings, session)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.create_task(bot.close()))
+        async with bot:
+            await bot.start(settings.discord_token)
+
+
+def main() -> None:
+    load_dotenv()
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"configuration error: {line}", file=sys.stderr)
+        sys.exit(2)
+    discord.utils.setup_logging(level=logging.INFO)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

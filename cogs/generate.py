@@ -1,0 +1,133 @@
+"""Slash commands and the "Edit image" context menu: collect a prompt and images, start a job."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Optional
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from providers.models import ASPECT_RATIOS, RESOLUTIONS
+
+from .access import denial
+from .inputs import InputError, check_attachments_cheaply, check_prompt, image_attachments, read_images
+from .jobs import JobSpec, Options
+from .replies import InteractionReply
+from .threads import conversation_for_channel
+
+if TYPE_CHECKING:
+    from bot import ImageBot
+
+log = logging.getLogger(__name__)
+
+RATIO_CHOICES = [app_commands.Choice(name="auto (model decides / keeps the input's shape)", value="auto")] + [
+    app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS]
+RESOLUTION_CHOICES = [app_commands.Choice(name=res, value=res) for res in RESOLUTIONS]
+
+
+class PromptModal(discord.ui.Modal, title="Edit image"):
+    prompt = discord.ui.TextInput(label="What should change?", style=discord.TextStyle.paragraph,
+                                  placeholder="e.g. make the sky purple and add a moon", max_length=2000)
+
+    def __init__(self, cog: Generate, message: discord.Message) -> None:
+        super().__init__(timeout=900)
+        self.cog, self.message = cog, message
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await self.cog.start(interaction, kind="context", prompt=self.prompt.value,
+                             attachments=image_attachments(self.message)[: self.cog.bot.settings.max_input_images],
+                             options=Options())
+
+
+class Generate(commands.Cog):
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self.edit_menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_image_menu)
+        bot.tree.add_command(self.edit_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
+
+    @app_commands.command(name="imagine", description="Generate an image from a prompt")
+    @app_commands.describe(prompt="What to draw", aspect_ratio="Shape of the image", resolution="1K, 2K or 4K",
+                           count="How many images (1-4)", provider="Which configured gateway to use")
+    @app_commands.choices(aspect_ratio=RATIO_CHOICES, resolution=RESOLUTION_CHOICES)
+    async def imagine(self, interaction: discord.Interaction, prompt: str,
+                      aspect_ratio: Optional[app_commands.Choice[str]] = None,
+                      resolution: Optional[app_commands.Choice[str]] = None,
+                      count: Optional[app_commands.Range[int, 1, 4]] = None,
+                      provider: Optional[str] = None) -> None:
+        await self.start(interaction, kind="imagine", prompt=prompt, attachments=[],
+                         options=self._options(aspect_ratio, resolution, count, provider))
+
+    @app_commands.command(name="edit", description="Edit or combine images with a prompt")
+    @app_commands.describe(prompt="What to change or how to combine them", image="The image to edit",
+                           image2="A second image (optional)", image3="A third image (optional)",
+                           aspect_ratio="Shape of the result", resolution="1K, 2K or 4K",
+                           provider="Which configured gateway to use")
+    @app_commands.choices(aspect_ratio=RATIO_CHOICES, resolution=RESOLUTION_CHOICES)
+    async def edit(self, interaction: discord.Interaction, prompt: str, image: discord.Attachment,
+                   image2: Optional[discord.Attachment] = None, image3: Optional[discord.Attachment] = None,
+                   aspect_ratio: Optional[app_commands.Choice[str]] = None,
+                   resolution: Optional[app_commands.Choice[str]] = None,
+                   provider: Optional[str] = None) -> None:
+        attachments = [a for a in (image, image2, image3) if a is not None]
+        await self.start(interaction, kind="edit", prompt=prompt, attachments=attachments,
+                         options=self._options(aspect_ratio, resolution, None, provider))
+
+    @imagine.autocomplete("provider")
+    @edit.autocomplete("provider")
+    async def provider_autocomplete(self, interaction: discord.Interaction, current: str):
+        return [app_commands.Choice(name=f"{name} ({self.bot.providers.get(name).model})"[:100], value=name)
+                for name in self.bot.providers.names if current.lower() in name.lower()][:25]
+
+    async def edit_image_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        if not image_attachments(message):
+            await interaction.response.send_message("That message has no image to edit.", ephemeral=True)
+            return
+        await interaction.response.send_modal(PromptModal(self, message))
+
+    def _options(self, ratio, resolution, count, provider) -> Options:
+        return Options(aspect_ratio=None if ratio is None or ratio.value == "auto" else ratio.value,
+                       resolution=resolution.value if resolution else None, count=count or 1,
+                       provider=provider or None)
+
+    async def start(self, interaction: discord.Interaction, *, kind: str, prompt: str,
+                    attachments: list[discord.Attachment], options: Options) -> None:
+        """Check what can be checked at once, acknowledge, read the images, then queue the job."""
+        bot, settings = self.bot, self.bot.settings
+        try:
+            reason = denial(bot, interaction.user, interaction.channel) or bot.jobs.limit_reason(interaction.user.id)
+            if reason:
+                raise InputError(reason)
+            prompt = check_prompt(prompt, settings)
+            check_attachments_cheaply(attachments, settings)
+            if options.provider and options.provider not in bot.providers.names:
+                raise InputError(f"There is no provider called `{options.provider}`; choose one of: "
+                                 f"{', '.join(bot.providers.names)}.")
+        except InputError as exc:
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
+        in_conversation_channel = isinstance(interaction.channel, (discord.Thread, discord.DMChannel))
+        ticket = bot.jobs.reserve(interaction.channel_id if in_conversation_channel else None)
+        try:
+            await interaction.response.defer(thinking=True)
+            try:
+                images = await read_images(attachments, settings)
+            except InputError as exc:
+                await interaction.delete_original_response()
+                await interaction.followup.send(str(exc), ephemeral=True)
+                ticket.release()
+                return
+            conv = await conversation_for_channel(bot, interaction.channel) if in_conversation_channel else None
+            spec = JobSpec(kind=kind, user=interaction.user, guild_id=interaction.guild_id, prompt=prompt,
+                           images=tuple(images), options=options, conversation=conv, parent="head")
+            await bot.jobs.submit(spec, InteractionReply(interaction), ticket)
+        except BaseException:
+            ticket.release()
+            raise
+
+
+async def setup(bot: ImageBot) -> None:
+    await bot.add_cog(Generate(bot))

@@ -1,0 +1,99 @@
+"""Validation of what members send: prompts and image attachments.
+
+Everything here raises InputError with a sentence meant for the member; nothing invalid reaches a
+provider. Attachment bytes are read only from Discord's own hosts, size-checked before download,
+and decoded with Pillow in a worker thread with a pixel cap against decompression bombs.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import warnings
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import discord
+from PIL import Image
+
+from config import Settings
+from providers.images import sniff_mime
+from providers.models import ImageData
+
+ACCEPTED = ("image/png", "image/jpeg", "image/webp", "image/gif")
+
+
+class InputError(Exception):
+    """Bad input, with a message for the member."""
+
+
+def check_prompt(prompt: str | None, settings: Settings, *, required: bool = True) -> str:
+    prompt = (prompt or "").strip()
+    if required and not prompt:
+        raise InputError("Please describe what you want: the prompt is empty.")
+    if len(prompt) > settings.max_prompt_chars:
+        raise InputError(f"The prompt is {len(prompt)} characters long; the limit is "
+                         f"{settings.max_prompt_chars}.")
+    return prompt
+
+
+def check_attachments_cheaply(attachments: Sequence[discord.Attachment], settings: Settings) -> None:
+    """What can be checked without downloading anything, before the interaction is acknowledged."""
+    if len(attachments) > settings.max_input_images:
+        raise InputError(f"You attached {len(attachments)} images; at most {settings.max_input_images} "
+                         "can be used at once.")
+    for att in attachments:
+        if att.size > settings.max_image_bytes:
+            raise InputError(f"`{att.filename}` is {att.size / 2**20:.1f} MiB; images may be at most "
+                             f"{settings.max_image_bytes / 2**20:.0f} MiB.")
+        if not _is_discord_url(att.url, settings):
+            raise InputError(f"`{att.filename}` is not hosted by Discord, so the bot will not fetch it.")
+
+
+async def read_images(attachments: Sequence[discord.Attachment], settings: Settings) -> list[ImageData]:
+    check_attachments_cheaply(attachments, settings)
+    images = []
+    for att in attachments:
+        try:
+            data = await att.read()
+        except discord.HTTPException as exc:
+            raise InputError(f"Could not download `{att.filename}` from Discord ({exc.status}).") from None
+        if len(data) > settings.max_image_bytes:
+            raise InputError(f"`{att.filename}` is larger than {settings.max_image_bytes / 2**20:.0f} MiB.")
+        images.append(await asyncio.to_thread(decode_image, data, att.filename, settings.max_image_pixels))
+    return images
+
+
+def decode_image(data: bytes, filename: str, max_pixels: int) -> ImageData:
+    """Check that the bytes are a whole PNG, JPEG, WebP or GIF of sane size (blocking: run in a thread)."""
+    mime = sniff_mime(data)
+    if mime not in ACCEPTED:
+        raise InputError(f"`{filename}` is not an image the model can read (PNG, JPEG, WebP or GIF).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise InputError(f"`{filename}` is {width}×{height} pixels; the limit is "
+                                     f"{max_pixels / 1e6:.0f} megapixels.")
+                img.load()  # decodes every byte: truncated or corrupt files fail here
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"`{filename}` decodes to too many pixels to be processed safely.") from None
+    except Exception:
+        raise InputError(f"`{filename}` is damaged or truncated and cannot be read as an image.") from None
+    return ImageData(data, mime, width, height)
+
+
+def image_attachments(message: discord.Message) -> list[discord.Attachment]:
+    """A message's attachments that claim to be images (the bytes are checked later)."""
+    return [a for a in message.attachments
+            if (a.content_type or "").startswith("image/") or a.filename.lower().endswith(
+                (".png", ".jpg", ".jpeg", ".webp", ".gif"))]
+
+
+def _is_discord_url(url: str, settings: Settings) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("https", "http") and parts.netloc.lower() in settings.attachment_hosts \
+        and (parts.scheme == "https" or parts.hostname in ("127.0.0.1", "localhost"))

@@ -1,0 +1,93 @@
+"""Turn a generation result into what Discord accepts: files within the upload limit, short captions.
+
+Re-encoding runs in a worker thread (`prepare_files` is blocking and meant for asyncio.to_thread):
+a 4K PNG can take a second of CPU, which must never stall the event loop.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+from PIL import Image
+
+from providers.models import ImageData
+
+CONTENT_LIMIT = 2000
+FILES_PER_MESSAGE = 10
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class OutFile:
+    filename: str
+    data: bytes
+
+
+def slug(text: str, limit: int = 40) -> str:
+    return _SLUG.sub("-", text.lower()).strip("-")[:limit].strip("-") or "image"
+
+
+def prepare_files(images: list[ImageData], prompt: str, limit: int) -> tuple[list[OutFile], list[str]]:
+    """Name each image by prompt and sniffed type, re-encoding any that exceed `limit` bytes.
+
+    Returns the files and the notes to show the user (what was re-encoded and why).
+    """
+    base = slug(prompt)
+    files, notes = [], []
+    for n, img in enumerate(images, start=1):
+        data, ext = img.data, img.extension
+        if len(data) > limit:
+            data, ext = _shrink(img, limit)
+            notes.append(f"Image {n} was {len(img.data) / 2**20:.1f} MiB, re-encoded as {ext.upper()} "
+                         f"({len(data) / 2**20:.1f} MiB) to fit Discord's {limit / 2**20:.0f} MiB upload limit.")
+        suffix = f"-{n}" if len(images) > 1 else ""
+        files.append(OutFile(f"{base}{suffix}.{ext}", data))
+    return files, notes
+
+
+def _shrink(img: ImageData, limit: int) -> tuple[bytes, str]:
+    """High-quality JPEG first (most 4K images fit at q92); then lower quality, then fewer pixels."""
+    with Image.open(io.BytesIO(img.data)) as src:
+        has_alpha = src.mode in ("RGBA", "LA") or (src.mode == "P" and "transparency" in src.info)
+        picture = src.convert("RGBA" if has_alpha else "RGB")
+    fmt, ext = ("WEBP", "webp") if has_alpha else ("JPEG", "jpg")
+    scale = 1.0
+    while True:
+        frame = picture if scale == 1.0 else picture.resize(
+            (max(1, int(picture.width * scale)), max(1, int(picture.height * scale))), Image.LANCZOS)
+        for quality in (92, 85, 75):
+            buf = io.BytesIO()
+            frame.save(buf, format=fmt, quality=quality, optimize=fmt == "JPEG")
+            if buf.tell() <= limit:
+                return buf.getvalue(), ext
+        scale *= 0.75
+
+
+def caption(*, prompt: str, model: str, provider: str, resolution: str | None, seconds: float,
+            model_text: str = "", notes: list[str] | None = None, author_mention: str = "") -> str:
+    """The result message: who asked, the prompt, how it was made, the model's words, within 2000 chars."""
+    meta = f"-# {model} via {provider}" + (f" · {resolution}" if resolution else "") + f" · {seconds:.1f} s"
+    tail = "\n".join(f"-# {note}" for note in notes or [])
+    head = f"{author_mention} " if author_mention else ""
+    parts = [f"{head}**{_trim(_one_line(prompt), 600)}**", meta]
+    if tail:
+        parts.append(tail)
+    fixed = len("\n".join(parts)) + 2
+    text = model_text.strip()
+    if text:
+        parts.insert(1, _trim(text, max(0, CONTENT_LIMIT - fixed - 2)))
+    return _trim("\n".join(p for p in parts if p), CONTENT_LIMIT)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _trim(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def chunks(files: list, size: int = FILES_PER_MESSAGE) -> list[list]:
+    return [files[i:i + size] for i in range(0, len(files), size)] or [[]]

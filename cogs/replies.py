@@ -1,0 +1,134 @@
+"""Where a job talks to its member: one status message that becomes the result.
+
+Two kinds: an interaction's deferred response (slash commands, context menu, buttons), and a plain
+message in a channel or thread (turns written in a bot thread). Both show status updates, then the
+files, split over several messages when there are more than Discord allows in one.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from datetime import datetime, timedelta, timezone
+
+import discord
+
+from .render import OutFile, chunks
+
+log = logging.getLogger(__name__)
+
+# Interaction tokens live 15 minutes; keep a margin for the upload itself.
+TOKEN_LIFETIME = timedelta(minutes=14)
+
+
+def to_discord_files(files: list[OutFile]) -> list[discord.File]:
+    return [discord.File(io.BytesIO(f.data), filename=f.filename) for f in files]
+
+
+class Reply:
+    channel: discord.abc.Messageable
+    upload_limit: int
+
+    async def status(self, text: str, view: discord.ui.View | None) -> None: ...
+
+    async def deliver(self, content: str, files: list[OutFile], view: discord.ui.View | None) -> discord.Message:
+        ...
+
+    async def fail(self, text: str, view: discord.ui.View | None = None) -> None: ...
+
+    @property
+    def message_id(self) -> int | None: ...
+
+
+class InteractionReply(Reply):
+    """The deferred response of an interaction, edited in place; the channel once the token is old."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+        self.channel = interaction.channel
+        self.upload_limit = interaction.filesize_limit
+        self._message_id: int | None = None
+        self._fallback: ChannelReply | None = None
+
+    @property
+    def message_id(self) -> int | None:
+        return self._fallback.message_id if self._fallback else self._message_id
+
+    def _expired(self) -> bool:
+        return datetime.now(timezone.utc) - self.interaction.created_at > TOKEN_LIFETIME
+
+    def _channel_reply(self) -> ChannelReply:
+        if self._fallback is None:
+            self._fallback = ChannelReply(self.channel, mention=self.interaction.user.mention,
+                                          upload_limit=self.upload_limit)
+        return self._fallback
+
+    async def status(self, text: str, view: discord.ui.View | None) -> None:
+        if self._expired():
+            return  # a status line is not worth a new channel message
+        msg = await self.interaction.edit_original_response(content=text, view=view)
+        self._message_id = msg.id
+
+    async def deliver(self, content: str, files: list[OutFile], view: discord.ui.View | None) -> discord.Message:
+        if self._expired():
+            return await self._channel_reply().deliver(content, files, view)
+        batches = chunks(files)
+        msg = await self.interaction.edit_original_response(
+            content=content, attachments=to_discord_files(batches[0]), view=view)
+        self._message_id = msg.id
+        for batch in batches[1:]:
+            await self.interaction.followup.send(files=to_discord_files(batch), wait=True)
+        return msg
+
+    async def fail(self, text: str, view: discord.ui.View | None = None) -> None:
+        if self._expired():
+            await self._channel_reply().fail(text, view)
+            return
+        await self.interaction.edit_original_response(content=text, view=view, attachments=[])
+
+
+class ChannelReply(Reply):
+    """A status message posted in a channel or thread, then edited into the result."""
+
+    def __init__(self, channel: discord.abc.Messageable, *, reference: discord.Message | None = None,
+                 mention: str = "", upload_limit: int | None = None) -> None:
+        self.channel = channel
+        self.reference = reference
+        self.mention = mention
+        guild = getattr(channel, "guild", None)
+        self.upload_limit = upload_limit or (guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
+        self._message: discord.Message | None = None
+
+    @property
+    def message_id(self) -> int | None:
+        return self._message.id if self._message else None
+
+    async def _send(self, **kwargs) -> discord.Message:
+        if self.reference is not None:
+            kwargs["reference"] = self.reference.to_reference(fail_if_not_exists=False)
+            kwargs["mention_author"] = False
+        return await self.channel.send(**kwargs)
+
+    async def status(self, text: str, view: discord.ui.View | None) -> None:
+        if self._message is None:
+            self._message = await self._send(content=text, view=view)
+        else:
+            self._message = await self._message.edit(content=text, view=view)
+
+    async def deliver(self, content: str, files: list[OutFile], view: discord.ui.View | None) -> discord.Message:
+        batches = chunks(files)
+        if self._message is None:
+            self._message = await self._send(content=content, files=to_discord_files(batches[0]), view=view)
+        else:
+            self._message = await self._message.edit(
+                content=content, attachments=to_discord_files(batches[0]), view=view)
+        for batch in batches[1:]:
+            await self.channel.send(files=to_discord_files(batch))
+        return self._message
+
+    async def fail(self, text: str, view: discord.ui.View | None = None) -> None:
+        if self.mention and self.mention not in text:
+            text = f"{self.mention} {text}"
+        if self._message is None:
+            self._message = await self._send(content=text, view=view)
+        else:
+            self._message = await self._message.edit(content=text, view=view, attachments=[])

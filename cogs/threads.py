@@ -1,0 +1,121 @@
+"""Conversations in bot threads and DMs: every message there is the next turn.
+
+The conversation lives in SQLite. If a bot thread has no record (a fresh database), it is rebuilt
+from the thread's own messages through the Discord API instead of failing.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from storage import Conversation
+
+from .access import denial
+from .inputs import InputError, check_prompt, image_attachments, read_images
+from .jobs import JobSpec, Options
+from .replies import ChannelReply
+
+if TYPE_CHECKING:
+    from bot import ImageBot
+
+log = logging.getLogger(__name__)
+
+IMAGES_ONLY_PROMPT = "Use the attached image(s) to continue."
+_CAPTION_PROMPT = re.compile(r"\*\*(.+?)\*\*", re.S)
+
+
+async def conversation_for_channel(bot: ImageBot, channel, *, exclude: int | None = None) -> Conversation | None:
+    conv = await bot.storage.conversation_for_channel(channel.id)
+    if conv is None and isinstance(channel, discord.Thread) and channel.owner_id == bot.user.id:
+        conv = await rebuild_from_thread(bot, channel, exclude=exclude)
+    return conv
+
+
+async def rebuild_from_thread(bot: ImageBot, thread: discord.Thread, *, exclude: int | None) -> Conversation:
+    """Recreate a bot thread's conversation from its messages: the bot's images become model turns."""
+    messages: list[discord.Message] = []
+    if thread.parent is not None:
+        try:  # a thread started on a message shares that message's id
+            messages.append(await thread.parent.fetch_message(thread.id))
+        except discord.HTTPException:
+            pass
+    async for message in thread.history(limit=100, oldest_first=True):
+        if message.id != exclude:
+            messages.append(message)
+    messages = messages[-max(1, bot.settings.history_turns * 2):]
+    storage = bot.storage
+    conv = await storage.create_conversation(owner_id=thread.owner_id or bot.user.id,
+                                             guild_id=thread.guild.id, channel_id=thread.id)
+    parent, last_role = None, None
+    for message in messages:
+        try:
+            images = await read_images(image_attachments(message)[: bot.settings.max_input_images], bot.settings)
+        except InputError:
+            images = []
+        if message.author.id == bot.user.id:
+            if not images:
+                continue  # status lines and errors are not turns
+            if last_role != "user":  # the prompt of a channel result lives in its caption
+                found = _CAPTION_PROMPT.search(message.content or "")
+                parent = await storage.add_turn(conversation_id=conv.id, parent_id=parent, role="user",
+                                                text=found.group(1) if found else "")
+            parent = await storage.add_turn(conversation_id=conv.id, parent_id=parent, role="model",
+                                            images=images, message_id=message.id)
+            last_role = "model"
+        elif not message.author.bot and (message.content or images):
+            parent = await storage.add_turn(conversation_id=conv.id, parent_id=parent, role="user",
+                                            text=message.content, images=images, message_id=message.id)
+            last_role = "user"
+    if parent is not None:
+        await storage.set_head(conv.id, parent)
+    log.info("rebuilt conversation for thread %s from %d messages", thread.id, len(messages))
+    return await storage.conversation(conv.id)
+
+
+class Threads(commands.Cog):
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        channel = message.channel
+        if message.author.bot or message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        if not isinstance(channel, (discord.Thread, discord.DMChannel)):
+            return
+        bot = self.bot
+        ticket = bot.jobs.reserve(channel.id)  # before any await: turns keep their arrival order
+        try:
+            conv = await conversation_for_channel(bot, channel, exclude=message.id)
+            if conv is None and not isinstance(channel, discord.DMChannel):
+                ticket.release()  # somebody else's thread
+                return
+            reason = denial(bot, message.author, channel) or bot.jobs.limit_reason(message.author.id)
+            if reason:
+                raise InputError(reason)
+            prompt = check_prompt(message.content, bot.settings, required=False)
+            images = await read_images(image_attachments(message), bot.settings)
+            if not prompt and not images:
+                ticket.release()
+                return
+            options = Options.from_dict(conv.settings if conv else {})
+            spec = JobSpec(kind="turn", user=message.author, guild_id=getattr(message.guild, "id", None),
+                           prompt=prompt or IMAGES_ONLY_PROMPT, images=tuple(images),
+                           options=Options(options.aspect_ratio, options.resolution, 1, options.provider),
+                           conversation=conv, parent="head")
+            await bot.jobs.submit(spec, ChannelReply(channel, reference=message, mention=message.author.mention),
+                                  ticket)
+        except InputError as exc:
+            ticket.release()
+            await message.reply(str(exc), mention_author=False, delete_after=60)
+        except BaseException:
+            ticket.release()
+            raise
+
+
+async def setup(bot: ImageBot) -> None:
+    await bot.add_cog(Threads(bot))

@@ -1,0 +1,155 @@
+"""Settings for the bot, read once from the environment (python-dotenv fills it from `.env`).
+
+`Settings.from_env` is the only reader of os.environ for the bot; provider variables are parsed by
+`providers.config`. Every problem is reported as one line naming the variable.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from providers.base import ProviderConfig
+from providers.errors import ConfigError
+
+DISCORD_ATTACHMENT_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+
+
+@dataclass(frozen=True)
+class Settings:
+    discord_token: str
+    providers: list[ProviderConfig]
+    data_dir: Path = Path("data")
+    dev_guild_id: int | None = None
+    # Conversations
+    threads: bool = True  # start a thread on each result in a regular channel
+    history_turns: int = 6  # earlier turns sent to the model with each request
+    retention_days: int = 30  # conversations idle longer than this are deleted
+    # Input limits
+    max_prompt_chars: int = 2000
+    max_input_images: int = 3
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 50_000_000  # decompression-bomb guard
+    attachment_hosts: tuple[str, ...] = DISCORD_ATTACHMENT_HOSTS
+    # Load
+    max_concurrent_jobs: int = 8  # generations in flight at once, the rest wait in a queue
+    user_max_jobs: int = 3  # running or queued jobs per member
+    user_cooldown_seconds: float = 0.0
+    # Access
+    allowed_guilds: frozenset[int] = field(default_factory=frozenset)
+    allowed_channels: frozenset[int] = field(default_factory=frozenset)
+    allowed_roles: frozenset[int] = field(default_factory=frozenset)
+    allow_dms: bool = True
+    admin_user_ids: frozenset[int] = field(default_factory=frozenset)
+    # Behaviour
+    status_interval: float = 3.0  # seconds between status line updates
+    shutdown_grace: float = 30.0  # seconds running jobs get to finish on SIGTERM
+    lag_probe: bool = False  # measure event-loop stalls (benchmark only)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Settings:
+        from providers.config import load_provider_configs
+
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+        token = env.get("DISCORD_TOKEN", "").strip()
+        if require_token and not token:
+            problems.append("DISCORD_TOKEN is not set: create a bot at https://discord.com/developers "
+                            "and put its token in .env")
+        try:
+            providers = load_provider_configs(env)
+        except ConfigError as exc:
+            problems.extend(str(exc).splitlines())
+            providers = []
+        settings = cls(
+            discord_token=token,
+            providers=providers,
+            data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
+            dev_guild_id=reader.int("DEV_GUILD_ID", None),
+            threads=reader.bool("THREADS", True),
+            history_turns=reader.int("HISTORY_TURNS", 6, minimum=0),
+            retention_days=reader.int("RETENTION_DAYS", 30, minimum=1),
+            max_prompt_chars=reader.int("MAX_PROMPT_CHARS", 2000, minimum=1),
+            max_input_images=reader.int("MAX_INPUT_IMAGES", 3, minimum=1),
+            max_image_bytes=reader.int("MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1024),
+            max_image_pixels=reader.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
+            attachment_hosts=reader.list("DISCORD_ATTACHMENT_HOSTS") or DISCORD_ATTACHMENT_HOSTS,
+            max_concurrent_jobs=reader.int("MAX_CONCURRENT_JOBS", 8, minimum=1),
+            user_max_jobs=reader.int("USER_MAX_JOBS", 3, minimum=1),
+            user_cooldown_seconds=reader.float("USER_COOLDOWN_SECONDS", 0.0),
+            allowed_guilds=reader.ids("ALLOWED_GUILDS"),
+            allowed_channels=reader.ids("ALLOWED_CHANNELS"),
+            allowed_roles=reader.ids("ALLOWED_ROLES"),
+            allow_dms=reader.bool("ALLOW_DMS", True),
+            admin_user_ids=reader.ids("ADMIN_USER_IDS"),
+            status_interval=reader.float("STATUS_INTERVAL_SECONDS", 3.0),
+            shutdown_grace=reader.float("SHUTDOWN_GRACE_SECONDS", 30.0),
+            lag_probe=reader.bool("LAG_PROBE", False),
+        )
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return settings
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "bot.sqlite3"
+
+
+class _Reader:
+    """Typed reads that record a one-line problem instead of raising on the first bad value."""
+
+    def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
+        self.env, self.problems = env, problems
+
+    def _raw(self, name: str) -> str:
+        return self.env.get(name, "").strip()
+
+    def int(self, name: str, default, *, minimum: int | None = None):
+        raw = self._raw(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, got {raw!r}")
+            return default
+        if minimum is not None and value < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, got {value}")
+            return default
+        return value
+
+    def float(self, name: str, default: float) -> float:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+            if value < 0:
+                raise ValueError
+            return value
+        except ValueError:
+            self.problems.append(f"{name} must be a non-negative number, got {raw!r}")
+            return default
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._raw(name).lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name} must be true or false, got {raw!r}")
+        return default
+
+    def list(self, name: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self._raw(name).split(",") if part.strip())
+
+    def ids(self, name: str) -> frozenset[int]:
+        ids = set()
+        for part in self.list(name):
+            if part.isdigit():
+                ids.add(int(part))
+            else:
+                self.problems.append(f"{name} must be a comma-separated list of Discord ids, got {part!r}")
+        return frozenset(ids)

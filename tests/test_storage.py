@@ -1,0 +1,94 @@
+"""Storage: conversations, the turn tree, jobs, atomic writes and retention."""
+import sqlite3
+
+import pytest
+
+from providers.models import ImageData
+from storage import JobRecord, Storage
+from images import jpeg, png
+
+
+@pytest.fixture
+async def storage(tmp_path):
+    store = await Storage.open(tmp_path / "db.sqlite3")
+    yield store
+    await store.close()
+
+
+async def test_wal_mode_and_reopen_keeps_everything(tmp_path):
+    path = tmp_path / "db.sqlite3"
+    store = await Storage.open(path)
+    conv = await store.create_conversation(owner_id=1, guild_id=2, channel_id=3)
+    img = ImageData(png(), "image/png", 64, 48)
+    turn = await store.add_turn(conversation_id=conv.id, parent_id=None, role="model", images=[img],
+                                provider_state={"sig": "abc"}, make_head=True)
+    await store.close()
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store = await Storage.open(path)
+    again = await store.conversation_for_channel(3)
+    assert again.head_turn_id == turn
+    (stored,) = await store.history(turn, 10)
+    assert stored.images[0].data == img.data and stored.provider_state == {"sig": "abc"}
+    await store.close()
+
+
+async def test_history_follows_parents_and_is_bounded(storage):
+    conv = await storage.create_conversation(owner_id=1, guild_id=None)
+    parent = None
+    ids = []
+    for n in range(6):
+        parent = await storage.add_turn(conversation_id=conv.id, parent_id=parent,
+                                        role="user" if n % 2 == 0 else "model", text=f"t{n}")
+        ids.append(parent)
+    history = await storage.history(ids[-1], 4)
+    assert [t.text for t in history] == ["t2", "t3", "t4", "t5"]
+    # a branch from t3 does not see t4/t5
+    branch = await storage.add_turn(conversation_id=conv.id, parent_id=ids[3], role="user", text="b")
+    assert [t.text for t in await storage.history(branch, 10)] == ["t0", "t1", "t2", "t3", "b"]
+    assert await storage.history(None, 5) == []
+
+
+async def test_finish_job_is_one_transaction(storage, monkeypatch):
+    conv = await storage.create_conversation(owner_id=1, guild_id=None)
+    user = await storage.add_turn(conversation_id=conv.id, parent_id=None, role="user", text="cat")
+    await storage.create_job(JobRecord("ab12", "imagine", "running", 1, None, None, None, conv.id, user, None,
+                                       {"prompt": "cat"}))
+    bad = ImageData(png(), "image/png")
+    # an image row that violates the schema (NULL data) makes the whole write roll back
+    broken = ImageData(None, "image/png")  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        await storage.finish_job_with_turn("ab12", conversation_id=conv.id, parent_id=user, text="",
+                                           images=[bad, broken], provider_state=None, provider="p", model="m",
+                                           make_head=True)
+    job = await storage.job("ab12")
+    assert job.status == "running" and job.model_turn_id is None
+    assert (await storage.conversation(conv.id)).head_turn_id is None
+    turn = await storage.finish_job_with_turn("ab12", conversation_id=conv.id, parent_id=user, text="ok",
+                                              images=[ImageData(jpeg(), "image/jpeg")], provider_state=None,
+                                              provider="p", model="m", make_head=True)
+    job = await storage.job("ab12")
+    assert job.status == "done" and job.model_turn_id == turn
+    assert (await storage.conversation(conv.id)).head_turn_id == turn
+
+
+async def test_active_jobs_are_marked_interrupted(storage):
+    for n, status in enumerate(["queued", "running", "done"]):
+        await storage.create_job(JobRecord(f"j{n}", "imagine", status, 1, None, 5, None, None, None, None, {}))
+    marked = await storage.mark_active_jobs("interrupted", "restart")
+    assert sorted(j.id for j in marked) == ["j0", "j1"]
+    assert [j.id for j in await storage.jobs_with_status("interrupted")] == ["j0", "j1"]
+
+
+async def test_channel_conversation_is_unique(storage):
+    first = await storage.create_conversation(owner_id=1, guild_id=None, channel_id=42)
+    second = await storage.create_conversation(owner_id=2, guild_id=None, channel_id=42)
+    assert first.id == second.id
+
+
+async def test_prune_deletes_old_conversations_with_their_turns(storage):
+    conv = await storage.create_conversation(owner_id=1, guild_id=None, channel_id=7)
+    turn = await storage.add_turn(conversation_id=conv.id, parent_id=None, role="user", text="x",
+                                  images=[ImageData(png(), "image/png")])
+    assert await storage.prune(older_than_days=-1) == 1
+    assert await storage.conversation_for_channel(7) is None
+    assert await storage.turn(turn) is None
