@@ -1,0 +1,348 @@
+"""The one place that does HTTP: send, read (JSON or SSE), map errors, retry, fail over, download.
+
+    async with aiohttp.ClientSession() as session:           # owned by the bot or the CLI
+        router = ProviderRouter(load_provider_configs(os.environ), session)
+        result = await router.generate(GenerationRequest("a red apple"), provider="mule")
+
+Policy: connection errors, timeouts, 408, 429 and 5xx are retried (config.max_retries times,
+exponential backoff with jitter, or the server's own Retry-After / retry-after-ms / RetryInfo
+wait when it is at most RETRY_AFTER_CAP seconds; a longer wait gives up on that provider).
+Then the router fails over to the next provider in PROVIDERS order. Refusals are final; a bad
+request is not sent elsewhere either.
+
+count > 1: openai_images sends `n`; openai_chat and gemini return one image per call, so `count`
+calls run concurrently and their images are merged (partial success returns what arrived).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+
+from .base import HttpRequest, ParsedAnswer, ProviderConfig
+from .config import translator_for
+from .errors import (AuthError, ConfigError, MalformedResponse, NoImageError, ProviderError,
+                     ProviderTimeout, RateLimitError, ServerError)
+from .fetch import download
+from .http_errors import backoff_delay, error_for_response, error_in_event, html_answer
+from .images import to_image
+from .models import GenerationRequest, GenerationResult, ImageData
+from .redact import Redactor, excerpt
+from .sse import SSEReader
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_CAP = 30.0  # seconds; a server asking for longer is treated as "not now"
+_AUTH_HEADERS = ("authorization", "x-goog-api-key")
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+@dataclasses.dataclass
+class _Exchange:
+    """What one HTTP attempt brought back, before parsing."""
+
+    body: bytes | None = None
+    events: list[bytes] | None = None
+    done: bool = False  # the stream said [DONE]
+    truncated: bool = False  # the stream stopped inside an event
+
+
+class ProviderClient:
+    """One configured provider: build, send, retry, parse. Stateless between calls."""
+
+    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, *,
+                 translator: ModuleType | None = None, redactor: Redactor | None = None,
+                 sleep: Sleep = asyncio.sleep, rng: Callable[[], float] = random.random,
+                 retry_after_cap: float = RETRY_AFTER_CAP) -> None:
+        self.config = config
+        self._session = session
+        self._translator = translator or translator_for(config)
+        self._redact = redactor or Redactor([config.api_key])
+        self._redact.add(config.api_key)
+        self._sleep = sleep
+        self._rng = rng
+        self._cap = retry_after_cap
+
+    def __repr__(self) -> str:
+        return f"ProviderClient({self.config!r})"
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        started = time.monotonic()
+        try:
+            if request.count > 1 and self.config.format != "openai_images":
+                answer, images = await self._fan_out(request)
+            else:
+                answer, images = await self._generate_one(request)
+        except ProviderError as exc:
+            exc.provider = exc.provider or self.config.name
+            raise self._redact.error(exc)
+        seconds = time.monotonic() - started
+        log.info("%s: %d image(s) from %s in %.2fs (%d bytes)", self.config.name, len(images),
+                 answer.model or self.config.model, seconds, sum(len(i.data) for i in images))
+        return GenerationResult(images=images, text=answer.text, usage=answer.usage,
+                                provider=self.config.name, model=answer.model or self.config.model,
+                                seconds=seconds, provider_state=answer.provider_state)
+
+    async def _fan_out(self, request: GenerationRequest) -> tuple[ParsedAnswer, list[ImageData]]:
+        single = dataclasses.replace(request, count=1)
+        outcomes = await asyncio.gather(*(self._generate_one(single) for _ in range(request.count)),
+                                        return_exceptions=True)
+        good = [o for o in outcomes if not isinstance(o, BaseException)]
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and (not good or not isinstance(outcome, ProviderError)):
+                raise outcome  # nothing arrived, or a bug / cancellation: do not hide it
+        if len(good) < len(outcomes):
+            log.warning("%s: %d of %d concurrent calls failed; returning the rest", self.config.name,
+                        len(outcomes) - len(good), len(outcomes))
+        return _merge([a for a, _ in good]), [img for _, imgs in good for img in imgs]
+
+    async def _generate_one(self, request: GenerationRequest) -> tuple[ParsedAnswer, list[ImageData]]:
+        # Building and serialising the body base64-encodes every input image: off the loop.
+        http, body = await asyncio.to_thread(self._prepare, request)
+        answer = await self._with_retries(http, body)
+        images = list(answer.images)
+        if answer.image_urls:
+            images += await self._download_all(http, answer.image_urls)
+        if not images:
+            reason = answer.finish_reason
+            raise NoImageError(provider=self.config.name, model_text=answer.text or None,
+                               reason=None if not reason or reason.lower() == "stop" else reason)
+        return answer, images
+
+    def _prepare(self, request: GenerationRequest) -> tuple[HttpRequest, bytes | None]:
+        http = self._translator.build_request(self.config, request)
+        body = json.dumps(http.json, ensure_ascii=False).encode() if http.json is not None else None
+        return http, body
+
+    async def _with_retries(self, http: HttpRequest, body: bytes | None) -> ParsedAnswer:
+        retries = 0
+        while True:
+            try:
+                return await self._attempt(http, body)
+            except ProviderError as exc:
+                exc.provider = exc.provider or self.config.name
+                self._redact.error(exc)
+                hint = getattr(exc, "retry_after", None)
+                if not exc.retryable or retries >= self.config.max_retries:
+                    raise
+                if hint and hint > self._cap:
+                    log.warning("%s: asked to wait %.0fs (over %.0fs): giving up on this provider",
+                                self.config.name, hint, self._cap)
+                    raise
+                delay = hint or backoff_delay(retries, self._rng())
+                retries += 1
+                log.warning("%s: %s (%s); retry %d/%d in %.2fs", self.config.name,
+                            type(exc).__name__, exc.detail or exc, retries, self.config.max_retries, delay)
+                await self._sleep(delay)
+
+    async def _attempt(self, http: HttpRequest, body: bytes | None) -> ParsedAnswer:
+        cfg = self.config
+        started = time.monotonic()
+        data: Any = body if http.form is None else _form(http.form)
+        headers = {k: v for k, v in http.headers.items()
+                   if not (http.form is not None and k.lower() == "content-type")}
+        if body is not None:
+            headers.setdefault("Content-Type", "application/json")
+        try:
+            async with self._session.request(http.method, http.url, data=data, headers=headers,
+                                             timeout=aiohttp.ClientTimeout(total=cfg.timeout)) as resp:
+                status = resp.status
+                if not 200 <= status < 300:
+                    raw = await self._read_body(resp)
+                    self._log_http(http, status, started, body, len(raw))
+                    raise error_for_response(status, resp.headers, raw, self._redact, cfg.name)
+                ctype = resp.headers.get("Content-Type", "")
+                if http.stream and "json" not in ctype:
+                    exchange = await self._read_stream(resp)
+                else:
+                    exchange = _Exchange(body=await self._read_body(resp))
+                self._log_http(http, status, started, body,
+                               len(exchange.body or b"") + sum(map(len, exchange.events or ())))
+        except (asyncio.TimeoutError, TimeoutError):
+            raise ProviderTimeout(provider=cfg.name,
+                                  detail=f"no complete answer within {cfg.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise ServerError(provider=cfg.name,
+                              detail=self._redact(f"{type(exc).__name__}: {exc}")) from None
+        return await self._parse(http, status, exchange)
+
+    async def _parse(self, http: HttpRequest, status: int, ex: _Exchange) -> ParsedAnswer:
+        cfg, tr = self.config, self._translator
+        try:
+            if ex.events is None:
+                assert ex.body is not None
+                if ex.body[:1024].lstrip()[:1] not in (b"{", b"["):  # HTML error page behind a 200
+                    raise html_answer(cfg.name, status, ex.body, self._redact)
+                answer = await asyncio.to_thread(tr.parse_response, cfg, ex.body)
+            else:
+                if not ex.events:
+                    raise ServerError("The image service's stream ended before any answer.",
+                                      provider=cfg.name, detail="SSE stream with no events")
+                answer = await asyncio.to_thread(tr.parse_stream, cfg, ex.events)
+        except MalformedResponse as exc:
+            if ex.truncated:  # a stream cut mid-event: the gateway dropped us, worth a retry
+                raise ServerError("The image service's stream stopped halfway.", provider=cfg.name,
+                                  detail="SSE stream ended inside an event") from None
+            exc.detail = self._redact(exc.detail) or excerpt(ex.body or b"", self._redact)
+            raise
+        except ProviderError:
+            raise
+        except _PARSE_ERRORS as exc:
+            raise MalformedResponse(provider=cfg.name, detail=self._redact(
+                f"{type(exc).__name__} while parsing: {exc}"[:300])) from None
+        if (ex.events is not None and not answer.images and not answer.image_urls
+                and not ex.done and not answer.finish_reason):
+            raise ServerError("The image service's stream stopped before the image arrived.",
+                              provider=cfg.name, detail=f"stream ended after {len(ex.events)} events")
+        return answer
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = 4 * self.config.max_download_bytes
+        buf = bytearray()
+        async for chunk in resp.content.iter_any():
+            buf += chunk
+            if len(buf) > limit:
+                raise MalformedResponse(provider=self.config.name, detail=f"answer over {limit} bytes")
+        return bytes(buf)
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse) -> _Exchange:
+        limit = 4 * self.config.max_download_bytes
+        reader = SSEReader()
+        events: list[bytes] = []
+
+        def take(batch: list[bytes]) -> None:
+            for event in batch:
+                err = error_in_event(event, self._redact, self.config.name)
+                if err is not None:
+                    raise err
+                events.append(event)
+
+        async for chunk in resp.content.iter_any():
+            take(reader.feed(chunk))
+            if reader.bytes_read > limit:
+                raise MalformedResponse(provider=self.config.name, detail=f"stream over {limit} bytes")
+        take(reader.close())
+        return _Exchange(events=events, done=reader.done, truncated=reader.truncated)
+
+    async def _download_all(self, http: HttpRequest, urls: Sequence[str]) -> list[ImageData]:
+        auth = {k: v for k, v in http.headers.items() if k.lower() in _AUTH_HEADERS}
+        images: list[ImageData] = []
+        first_error: ProviderError | None = None
+        for url in urls:
+            try:
+                data, _declared = await download(self._session, url, self.config, auth, self._redact)
+                images.append(await asyncio.to_thread(to_image, data))
+            except ValueError:
+                first_error = first_error or MalformedResponse(
+                    provider=self.config.name, detail="downloaded file is not an image")
+            except ProviderError as exc:
+                first_error = first_error or exc
+                log.warning("%s: image download failed: %s", self.config.name, exc.detail or exc)
+        if not images and first_error is not None:
+            first_error.provider = self.config.name
+            raise first_error
+        return images
+
+    def _log_http(self, http: HttpRequest, status: int, started: float, sent: bytes | None,
+                  received: int) -> None:
+        log.info("%s: %s %s model=%s -> HTTP %d in %.2fs (sent %d bytes, received %d bytes)",
+                 self.config.name, http.method, self._redact(http.url.split("?")[0]), self.config.model,
+                 status, time.monotonic() - started, len(sent or b""), received)
+
+
+class ProviderRouter:
+    """Every configured provider, with failover in PROVIDERS order."""
+
+    def __init__(self, configs: Sequence[ProviderConfig], session: aiohttp.ClientSession, *,
+                 sleep: Sleep = asyncio.sleep, rng: Callable[[], float] = random.random,
+                 translators: Callable[[ProviderConfig], ModuleType] = translator_for) -> None:
+        if not configs:
+            raise ConfigError("PROVIDERS is not set: no provider configured")
+        self._redact = Redactor(c.api_key for c in configs)
+        self._clients = {c.name: ProviderClient(c, session, translator=translators(c), sleep=sleep,
+                                                rng=rng, redactor=self._redact) for c in configs}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._clients)
+
+    def get(self, name: str) -> ProviderClient:
+        try:
+            return self._clients[name.lower()]
+        except KeyError:
+            raise ConfigError(f"unknown provider {name!r}; configured: {', '.join(self._clients)}") from None
+
+    def __repr__(self) -> str:
+        return f"ProviderRouter({self.names})"
+
+    async def generate(self, request: GenerationRequest, *, provider: str | None = None) -> GenerationResult:
+        first = self.get(provider).config.name if provider else self.names[0]
+        order = [first] + [n for n in self.names if n != first]
+        errors: list[ProviderError] = []
+        for name in order:
+            try:
+                result = await self._clients[name].generate(request)
+            except ProviderError as exc:
+                if not exc.failover:
+                    raise
+                errors.append(exc)
+                if name != order[-1]:
+                    log.warning("%s failed (%s: %s); failing over", name, type(exc).__name__,
+                                exc.detail or exc)
+                continue
+            result.attempts = [e.provider or "?" for e in errors]
+            return result
+        raise _most_meaningful(errors)
+
+
+# When every provider failed, tell the user the thing they can act on: "busy, retry in N s"
+# beats "took too long" beats "unavailable" beats "unreadable answer" beats "bad key".
+_RANK = (RateLimitError, ProviderTimeout, ServerError, MalformedResponse, AuthError)
+
+
+def _most_meaningful(errors: list[ProviderError]) -> ProviderError:
+    def rank(err: ProviderError) -> int:
+        return next((i for i, cls in enumerate(_RANK) if isinstance(err, cls)), len(_RANK))
+
+    best = min(errors, key=rank)
+    if len(errors) > 1:
+        summary = "; ".join(f"{e.provider}: {type(e).__name__}" + (f" HTTP {e.status}" if e.status else "")
+                            for e in errors)
+        best.detail = f"all providers failed ({summary})" + (f"; {best.detail}" if best.detail else "")
+    return best
+
+
+def _form(fields: list[tuple[str, bytes | str, str | None, str | None]]) -> aiohttp.FormData:
+    # Rebuilt per attempt: aiohttp's FormData can be sent only once.
+    form = aiohttp.FormData(default_to_multipart=True)
+    for name, value, filename, ctype in fields:
+        if isinstance(value, (bytes, bytearray)) and filename is None:
+            filename = name
+        form.add_field(name, value, filename=filename, content_type=ctype)
+    return form
+
+
+def _merge(answers: list[ParsedAnswer]) -> ParsedAnswer:
+    texts = list(dict.fromkeys(a.text.strip() for a in answers if a.text and a.text.strip()))
+    usage: dict[str, Any] = {}
+    for a in answers:
+        for key, value in (a.usage or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                    isinstance(usage.get(key, 0), (int, float)):
+                usage[key] = usage.get(key, 0) + value
+            else:
+                usage.setdefault(key, value)
+    return ParsedAnswer(text="\n\n".join(texts), usage=usage,
+                        finish_reason=answers[0].finish_reason if answers else None,
+                        model=next((a.model for a in answers if a.model), None),
+                        provider_state=next((a.provider_state for a in answers if a.provider_state), None))
