@@ -18,7 +18,7 @@ _URLSAFE = bytes.maketrans(b"-_", b"+/")
 # Markdown image whose target is a data URI (base64 may be line-wrapped: anything up to ')') or an
 # http(s) URL with an optional "title". The alt text is bounded so a stray '!' cannot make it quadratic.
 _MARKDOWN_IMAGE = re.compile(
-    r'!\[[^\]\n]{0,1000}\]\(\s*<?(data:[^)>]+|https?://[^)\s>]+)>?(?:\s+"[^"\n]{0,500}")?\s*\)'
+    r'!\[[^\]\n]{0,200}\]\(\s*<?(data:[^)>]+|https?://[^)\s>]+)>?(?:\s+"[^"\n]{0,500}")?\s*\)'
 )
 
 
