@@ -1,0 +1,175 @@
+"""`python -m providers`: check a key and a gateway without Discord (SPEC §5).
+
+    python -m providers generate "PROMPT" [--image FILE]... [--aspect-ratio R] [--resolution 1K|2K|4K]
+                                 [--count N] [--provider NAME] [--stream] [--out DIR] [-v]
+    python -m providers list
+
+Exit codes: 0 success; 2 configuration or usage error; 3 refused by the model (no image);
+4 provider or network failure after retries and failover; 1 unexpected internal error.
+Errors are one line on stderr, never a traceback, never a key.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from dotenv import load_dotenv
+
+from .base import ProviderConfig
+from .client import ProviderRouter
+from .config import load_provider_configs
+from .errors import ConfigError, ProviderError, RefusedError
+from .images import to_image
+from .models import ASPECT_RATIOS, RESOLUTIONS, GenerationRequest, GenerationResult
+from .redact import Redactor
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_REFUSED, EXIT_FAILED = 0, 1, 2, 3, 4
+MAX_COUNT = 8
+
+
+class UsageError(Exception):
+    """Bad command line or input file: exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line on stderr, not usage + error
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m providers", description="Nano Banana provider check tool.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    gen = sub.add_parser("generate", help="generate or edit an image and write it to --out")
+    gen.add_argument("prompt")
+    gen.add_argument("--image", action="append", default=[], metavar="FILE",
+                     help="input image to edit or fuse (repeatable)")
+    gen.add_argument("--aspect-ratio", choices=ASPECT_RATIOS)
+    gen.add_argument("--resolution", choices=RESOLUTIONS)
+    gen.add_argument("--count", type=int, default=1, help=f"images to make (1-{MAX_COUNT})")
+    gen.add_argument("--provider", help="provider name from PROVIDERS (default: the first)")
+    gen.add_argument("--stream", action="store_true", help="ask for an SSE stream")
+    gen.add_argument("--out", default=".", metavar="DIR", help="directory for the images (default .)")
+    gen.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
+    sub.add_parser("list", help="show the configured providers, keys masked")
+    return parser
+
+
+def mask_key(key: str) -> str:
+    return f"{key[:4]}...{key[-4:]}" if len(key) >= 16 else "***"
+
+
+def _env_redactor(env: Mapping[str, str]) -> Redactor:
+    return Redactor(v for k, v in env.items() if k.startswith("PROVIDER_") and k.endswith("_API_KEY"))
+
+
+def list_providers(configs: Sequence[ProviderConfig]) -> str:
+    lines = []
+    for i, c in enumerate(configs):
+        role = "default" if i == 0 else f"failover {i}"
+        lines.append(f"{c.name} ({role}): preset={c.preset or '-'} format={c.format} model={c.model} "
+                     f"base_url={c.base_url} auth={c.auth} stream={'yes' if c.stream else 'no'} "
+                     f"timeout={c.timeout:g}s retries={c.max_retries} key: {mask_key(c.api_key)}")
+    return "\n".join(lines)
+
+
+def _read_images(paths: Sequence[str]) -> tuple[Any, ...]:
+    images = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --image {path}: {exc.strerror or exc}") from None
+        try:
+            images.append(to_image(data))
+        except ValueError:
+            raise UsageError(f"--image {path} is not a PNG, JPEG, WebP or GIF image") from None
+    return tuple(images)
+
+
+def _write_images(result: GenerationResult, out: Path) -> list[dict[str, Any]]:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    written = []
+    for i, img in enumerate(result.images, 1):
+        path = out / f"{result.provider}-{stamp}-{i}.{img.extension}"
+        n = 1
+        while path.exists():
+            n += 1
+            path = out / f"{result.provider}-{stamp}-{i}-{n}.{img.extension}"
+        path.write_bytes(img.data)
+        written.append({"path": str(path), "mime_type": img.mime_type, "width": img.width,
+                        "height": img.height})
+    return written
+
+
+async def generate(args: argparse.Namespace, configs: list[ProviderConfig]) -> dict[str, Any]:
+    if not 1 <= args.count <= MAX_COUNT:
+        raise UsageError(f"--count must be between 1 and {MAX_COUNT}")
+    if not args.prompt.strip():
+        raise UsageError("the prompt is empty")
+    if args.stream:
+        configs = [dataclasses.replace(c, stream=True) for c in configs]
+    request = GenerationRequest(prompt=args.prompt, images=_read_images(args.image),
+                                aspect_ratio=args.aspect_ratio, resolution=args.resolution,
+                                count=args.count)
+    async with aiohttp.ClientSession() as session:
+        router = ProviderRouter(configs, session)
+        if args.provider:
+            router.get(args.provider)  # unknown name: ConfigError before any request
+        result = await router.generate(request, provider=args.provider)
+    return {"provider": result.provider, "model": result.model,
+            "images": _write_images(result, Path(args.out)), "text": result.text,
+            "usage": result.usage, "seconds": round(result.seconds, 3)}
+
+
+def _fail(code: int, message: str, redact: Redactor) -> int:
+    lines = [" ".join(line.split()) for line in redact(message).splitlines() if line.strip()]
+    for line in lines or ["failed"]:
+        print(f"error: {line}", file=sys.stderr)
+    return code
+
+
+def _describe(exc: ProviderError) -> str:
+    where = f"{exc.provider}: " if exc.provider else ""
+    detail = f" ({where}{exc.detail})" if exc.detail else (f" ({exc.provider})" if exc.provider else "")
+    return " ".join(f"{exc.user_message}{detail}".split())
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    if env is None:
+        load_dotenv(Path.cwd() / ".env", override=False)  # the real environment wins
+        env = os.environ
+    redact = _env_redactor(env)
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.CRITICAL,
+                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        configs = load_provider_configs(env)
+        if args.command == "list":
+            print(redact(list_providers(configs)))
+            return EXIT_OK
+        output = asyncio.run(generate(args, configs))
+    except (UsageError, ConfigError) as exc:
+        return _fail(EXIT_USAGE, str(exc), redact)
+    except RefusedError as exc:
+        return _fail(EXIT_REFUSED, _describe(exc), redact)
+    except ProviderError as exc:
+        return _fail(EXIT_FAILED, _describe(exc), redact)
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted", redact)
+    except OSError as exc:  # --out not writable, and the like
+        return _fail(EXIT_USAGE, f"{type(exc).__name__}: {exc}", redact)
+    except Exception as exc:  # a bug: still one line, still no key
+        return _fail(EXIT_INTERNAL, f"unexpected {type(exc).__name__}: {exc}", redact)
+    print(redact(json.dumps(output, ensure_ascii=False)))
+    return EXIT_OK
