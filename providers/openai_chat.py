@@ -1,0 +1,176 @@
+"""OpenAI chat completions (`POST {base}/chat/completions`): MuleRun, InfinityBlue, OpenRouter, new-api.
+
+Requests follow each seed exactly (config.chat_options / chat_string_content pick the variant).
+Answers are read liberally: images may sit in content parts (raw base64, data URI or URL), in a
+Markdown string, in message.images / message.image, whatever the preset.
+
+History: OpenAI messages cannot carry an assistant's image (gateways that convert to Gemini drop it
+or fail), so model turns become text-only assistant messages and the images of the LAST model turn
+are re-sent as user image_url parts with the next user message (research §2.6): the follow-up
+instruction ("make the sky purple") arrives together with the image it refers to. Earlier model
+images are superseded and are not re-sent (every image costs tokens and request bytes).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import HttpRequest, ParsedAnswer, ProviderConfig
+from .errors import NoImageError, RefusedError
+from .images import data_uri, find_markdown_images, looks_like_image_ref
+from .models import GenerationRequest, ImageData, Turn
+from .parsing import (NO_IMAGE_REASONS, REFUSAL_REASONS, ImageSink, auth_headers, error_from_body,
+                      get, guarded, image_ref, load_json, merge_usage, normalise_usage)
+
+_MODEL_IMAGE_PLACEHOLDER = "[image]"  # assistant turns must not be empty on some gateways
+
+
+def options_hint(request: GenerationRequest) -> str:
+    """The prompt suffix for gateways with no documented image options (MuleRun)."""
+    bits = []
+    if request.aspect_ratio:
+        bits.append(f"Aspect ratio {request.aspect_ratio}")
+    if request.resolution:
+        bits.append(f"{request.resolution} resolution")
+    return ", ".join(bits) + "." if bits else ""
+
+
+def _user_message(config: ProviderConfig, text: str, images: tuple[ImageData, ...]) -> dict[str, Any]:
+    if config.chat_string_content and not images:
+        return {"role": "user", "content": text}  # InfinityBlue's documented shape
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    parts += [{"type": "image_url", "image_url": {"url": data_uri(img)}} for img in images]
+    return {"role": "user", "content": parts}
+
+
+def build_messages(config: ProviderConfig, request: GenerationRequest, prompt: str) -> list[dict[str, Any]]:
+    turns = [*request.history, Turn(role="user", text=prompt, images=request.images)]
+    last_model = max((i for i, t in enumerate(turns) if t.role == "model" and t.images), default=None)
+    carried: tuple[ImageData, ...] = ()
+    messages: list[dict[str, Any]] = []
+    for i, turn in enumerate(turns):
+        if turn.role == "model":
+            messages.append({"role": "assistant", "content": turn.text or _MODEL_IMAGE_PLACEHOLDER})
+            if i == last_model:
+                carried = turn.images
+        else:
+            # the previous output first, then the user's new attachments
+            messages.append(_user_message(config, turn.text, carried + turn.images))
+            carried = ()
+    return messages
+
+
+def build_request(config: ProviderConfig, request: GenerationRequest) -> HttpRequest:
+    # No "n": chat completions cannot ask Gemini for several images (candidateCount is rejected by
+    # image models); the client sends one request per image when request.count > 1.
+    image_config = {k: v for k, v in (("aspect_ratio", request.aspect_ratio),
+                                      ("image_size", request.resolution)) if v}
+    prompt = request.prompt
+    if config.chat_options == "prompt" and (hint := options_hint(request)):
+        prompt = f"{prompt}\n\n{hint}" if prompt else hint
+    body: dict[str, Any] = {"model": config.model, "stream": config.stream,
+                            "messages": build_messages(config, request, prompt)}
+    if config.chat_options == "image_config":
+        body["modalities"] = ["image", "text"]  # OpenRouter returns no image without it
+        if image_config:
+            body["image_config"] = image_config
+    elif config.chat_options == "extra_body" and image_config:
+        body["extra_body"] = {"google": {"image_config": image_config}}  # a literal key, as documented
+    headers = {**auth_headers(config), "Content-Type": "application/json"}
+    return HttpRequest("POST", f"{config.base_url}/chat/completions", headers, json=body,
+                       stream=config.stream)
+
+
+class _Answer:
+    """Accumulates one answer from a full message or from stream deltas."""
+
+    def __init__(self) -> None:
+        self.sink = ImageSink()
+        self.text: list[str] = []
+        self.usage: dict[str, Any] = {}
+        self.model: str | None = None
+        self.finish: str | None = None
+        self.native_finish: str | None = None
+        self.refusal: str | None = None
+
+    def envelope(self, data: Any) -> list[Any]:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+        if data.get("error"):
+            raise error_from_body(None, data)
+        if data.get("usage"):
+            self.usage = merge_usage(self.usage, normalise_usage(data["usage"]))
+        if isinstance(data.get("model"), str) and data["model"]:
+            self.model = data["model"]
+        choices = data.get("choices") or []
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise TypeError("choices is not a list of objects")
+        for choice in choices:
+            self.finish = get(choice, "finish_reason", "finishReason") or self.finish
+            self.native_finish = get(choice, "native_finish_reason") or self.native_finish
+        # choices: [] with a reason at the top level (a gateway's translation of a blocked prompt)
+        feedback = get(data, "promptFeedback", "prompt_feedback")
+        self.native_finish = (self.native_finish or get(data, "native_finish_reason", "finish_reason")
+                              or get(feedback, "blockReason", "block_reason"))
+        return choices
+
+    def message(self, msg: Any, sep: str) -> None:
+        if not isinstance(msg, dict):
+            return
+        content = msg.get("content")
+        if isinstance(content, dict):  # a single part instead of a list
+            content = [content]
+        if isinstance(content, str):
+            self.text.append(content)
+        elif isinstance(content, list):
+            pieces = []
+            for part in content:
+                if isinstance(part, str) or (isinstance(part, dict) and part.get("type") == "text"):
+                    pieces.append(part if isinstance(part, str) else str(part.get("text") or ""))
+                else:
+                    self.sink.add(image_ref(part))
+            self.text.append(sep.join(pieces))
+        for item in msg.get("images") or []:  # OpenRouter, LiteLLM >= 1.77
+            self.sink.add(image_ref(item))
+        if msg.get("image"):  # LiteLLM < 1.77
+            self.sink.add(image_ref(msg["image"]))
+        if isinstance(msg.get("refusal"), str) and msg["refusal"]:
+            self.refusal = msg["refusal"]
+
+    def result(self, sep: str) -> ParsedAnswer:
+        text = sep.join(t for t in self.text if t)
+        refs, text = find_markdown_images(text)  # after joining: Markdown may span deltas
+        if not refs and looks_like_image_ref(text):
+            refs, text = [text], ""
+        for ref in refs:
+            self.sink.add(ref)
+        self.sink.check()
+        if self.sink.empty:
+            reasons = {str(r).upper() for r in (self.native_finish, self.finish) if r}
+            reason, said = self.native_finish or self.finish, text or self.refusal
+            if reasons & REFUSAL_REASONS:
+                raise RefusedError(reason=reason, model_text=said)
+            if reasons & NO_IMAGE_REASONS:
+                raise NoImageError(reason=reason, model_text=said)
+        if self.sink.empty and self.refusal:
+            raise RefusedError(reason="refusal", model_text=self.refusal)
+        return ParsedAnswer(images=self.sink.images, image_urls=self.sink.urls, text=text,
+                            usage=self.usage, finish_reason=self.finish, model=self.model)
+
+
+@guarded
+def parse_response(config: ProviderConfig, body: bytes) -> ParsedAnswer:
+    answer = _Answer()
+    for choice in answer.envelope(load_json(body)):
+        answer.message(get(choice, "message", "delta"), "\n")
+    return answer.result("\n")
+
+
+@guarded
+def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
+    answer = _Answer()
+    for event in events:
+        if not event.strip():
+            continue
+        for choice in answer.envelope(load_json(event)):
+            answer.message(get(choice, "delta", "message"), "")
+    return answer.result("")
