@@ -39,6 +39,9 @@ from typing import Any
 
 from aiohttp import web
 
+# The version segment each preset's real base URL ends with (the fake accepts any prefix).
+PRESET_PATHS = {"mulerun": "/v1", "mixroute": "/v1", "infinityblue": "/v1", "openrouter": "/api/v1",
+                "yescale": "/v1beta", "google": "/v1beta"}
 SIGNATURE_TEXT = "c2lnLXRleHQ="  # opaque thoughtSignature values the tests expect back
 SIGNATURE_IMAGE = "c2lnLWltYWdl"
 
@@ -130,6 +133,7 @@ class FakeGateway:
         self.latency = latency
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, tuple[bytes, str]] = {}
+        self.downloads: list[RecordedRequest] = []  # GET /files/... (not model calls)
         self._queue: deque[Reply] = deque()
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
@@ -171,8 +175,17 @@ class FakeGateway:
         base = self.url if host is None else self.url.replace(self._host, host)
         return f"{base}/files/{name}"
 
+    def provider_env(self, name: str, preset: str, api_key: str, **extra: Any) -> dict[str, str]:
+        """PROVIDER_<NAME>_* variables for a preset pointed at this fake (extra: STREAM=1, ...)."""
+        prefix = f"PROVIDER_{name.upper()}_"
+        env = {prefix + "PRESET": preset, prefix + "API_KEY": api_key,
+               prefix + "BASE_URL": self.url + PRESET_PATHS[preset]}
+        env.update({prefix + k.upper(): str(v) for k, v in extra.items()})
+        return env
+
     def reset(self) -> None:
         self.requests.clear()
+        self.downloads.clear()
         self._queue.clear()
 
     @property
@@ -258,6 +271,7 @@ class FakeGateway:
         if path.startswith("/_fake/"):
             return await self._admin(request)
         if path.startswith("/files/") and request.method == "GET":
+            self.downloads.append(RecordedRequest("GET", path, dict(request.query), dict(request.headers), b""))
             found = self.files.get(path[len("/files/"):])
             if found is None:
                 return web.Response(status=404)
