@@ -79,7 +79,8 @@ def error_for_response(status: int, headers: Mapping[str, str], body: bytes, red
     hint = retry_after_header(headers)
     parsed = parse_json(body)
     if parsed is None:
-        err = cls(provider=provider, status=status, detail=f"HTTP {status}: {excerpt(body, redact)}")
+        text = excerpt(body, redact)
+        err = cls(provider=provider, status=status, detail=f"HTTP {status}: {text}" if text else f"HTTP {status}")
     else:
         err = _from_body(cls, status, error_from_body(status, parsed), provider)
         err.detail = redact(err.detail or excerpt(body, redact))
