@@ -61,9 +61,14 @@ def model_parts(turn: Turn) -> list[dict[str, Any]]:
 def build_contents(request: GenerationRequest) -> list[dict[str, Any]]:
     contents: list[dict[str, Any]] = []
     turns = [*request.history, Turn(role="user", text=request.prompt, images=request.images)]
-    for turn in turns:
+    for i, turn in enumerate(turns):
         role = "model" if turn.role == "model" else "user"
-        parts = model_parts(turn) if role == "model" else _user_parts(turn.text, turn.images)
+        if role == "model":
+            parts = model_parts(turn)
+        elif turn.text or turn.images or i == len(turns) - 1:
+            parts = _user_parts(turn.text, turn.images)
+        else:
+            continue  # an empty earlier user turn: Gemini rejects empty text parts
         if not parts:
             continue
         if contents and contents[-1]["role"] == role:  # e.g. a user turn whose answer failed
@@ -143,7 +148,9 @@ class _Reader:
             return
         file_data = get(part, "fileData", "file_data")
         if file_data is not None:
-            self.sink.add(get(file_data, "fileUri", "file_uri"))
+            uri = get(file_data, "fileUri", "file_uri")
+            if isinstance(uri, str) and uri.lower().startswith(("http://", "https://")):
+                self.sink.add(uri)  # gs:// and Files API names cannot be fetched by the client
             self.parts.append(dict(part))
             self.segments.append([])
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import HttpRequest, ParsedAnswer, ProviderConfig
-from .errors import NoImageError, RefusedError
+from .errors import NoImageError, RefusedError, ServerError
 from .images import data_uri, find_markdown_images, looks_like_image_ref
 from .models import GenerationRequest, ImageData, Turn
 from .parsing import (NO_IMAGE_REASONS, REFUSAL_REASONS, ImageSink, auth_headers, error_from_body,
@@ -52,7 +52,7 @@ def build_messages(config: ProviderConfig, request: GenerationRequest, prompt: s
             messages.append({"role": "assistant", "content": turn.text or _MODEL_IMAGE_PLACEHOLDER})
             if i == last_model:
                 carried = turn.images
-        else:
+        elif turn.text or turn.images or carried or i == len(turns) - 1:
             # the previous output first, then the user's new attachments
             messages.append(_user_message(config, turn.text, carried + turn.images))
             carried = ()
@@ -105,6 +105,8 @@ class _Answer:
         if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
             raise TypeError("choices is not a list of objects")
         for choice in choices:
+            if choice.get("error"):  # OpenRouter may report a mid-answer failure on the choice
+                raise error_from_body(None, {"error": choice["error"]})
             self.finish = get(choice, "finish_reason", "finishReason") or self.finish
             self.native_finish = get(choice, "native_finish_reason") or self.native_finish
         # choices: [] with a reason at the top level (a gateway's translation of a blocked prompt)
@@ -151,6 +153,8 @@ class _Answer:
                 raise RefusedError(reason=reason, model_text=said)
             if reasons & NO_IMAGE_REASONS:
                 raise NoImageError(reason=reason, model_text=said)
+            if "ERROR" in reasons:  # the gateway gave up mid-answer without an error object
+                raise ServerError(detail=f"finish_reason {reason}")
         if self.sink.empty and self.refusal:
             raise RefusedError(reason="refusal", model_text=self.refusal)
         return ParsedAnswer(images=self.sink.images, image_urls=self.sink.urls, text=text,

@@ -283,3 +283,18 @@ def test_errors_in_200_bodies():
 def test_malformed(body):
     with pytest.raises(MalformedResponse):
         gemini.parse_response(YESCALE, body)
+
+
+def test_file_data_parts():
+    body = chunk([{"fileData": {"mimeType": "image/png", "fileUri": "https://files.test/a.png"}},
+                  {"fileData": {"mimeType": "image/png", "fileUri": "gs://bucket/b.png"}}], finishReason="STOP")
+    answer = gemini.parse_response(YESCALE, body)
+    assert answer.image_urls == ["https://files.test/a.png"]
+    assert len(answer.provider_state["gemini_parts"]) == 2  # resent verbatim next turn
+
+
+def test_empty_history_turns_are_skipped():
+    history = (Turn("user", ""), Turn("model", ""), Turn("user", "draw"), Turn("model", "ok", images=(to_image(PNG),)))
+    contents = gemini.build_request(YESCALE, GenerationRequest("again", history=history)).json["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user"]
+    assert contents[0]["parts"] == [{"text": "draw"}]

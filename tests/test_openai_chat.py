@@ -305,3 +305,17 @@ def test_stream_error_event_raises():
 def test_stream_content_filter():
     with pytest.raises(RefusedError):
         openai_chat.parse_stream(OPENROUTER, events(delta({"content": ""}, "content_filter")))
+
+
+def test_error_on_a_choice_and_finish_reason_error():
+    body = b'{"choices": [{"delta": {"content": ""}, "finish_reason": "error", "error": {"code": 502, "message": "upstream"}}]}'
+    with pytest.raises(ServerError):
+        openai_chat.parse_stream(OPENROUTER, [body])
+    with pytest.raises(ServerError):
+        openai_chat.parse_stream(OPENROUTER, events(delta({"content": ""}, "error")))
+
+
+def test_empty_history_user_turn_is_dropped():
+    history = (Turn("user", ""), Turn("model", "ok", images=(to_image(PNG),)))
+    msgs = openai_chat.build_request(MULE, GenerationRequest("next", history=history)).json["messages"]
+    assert [m["role"] for m in msgs] == ["assistant", "user"]
