@@ -6,9 +6,10 @@ Markdown string, in message.images / message.image, whatever the preset.
 
 History: OpenAI messages cannot carry an assistant's image (gateways that convert to Gemini drop it
 or fail), so model turns become text-only assistant messages and the images of the LAST model turn
-are re-sent as user image_url parts with the next user message (research §2.6): the follow-up
+that has any are re-sent as user image_url parts in the new user message (research §2.6): the
 instruction ("make the sky purple") arrives together with the image it refers to. Earlier model
-images are superseded and are not re-sent (every image costs tokens and request bytes).
+images are superseded and are not re-sent (every image costs tokens and request bytes); user turns
+keep their own attachments.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 from .base import HttpRequest, ParsedAnswer, ProviderConfig
 from .errors import NoImageError, RefusedError, ServerError
 from .images import data_uri, find_markdown_images, looks_like_image_ref
-from .models import GenerationRequest, ImageData, Turn
+from .models import GenerationRequest, ImageData
 from .parsing import (NO_IMAGE_REASONS, REFUSAL_REASONS, ImageSink, auth_headers, error_from_body,
                       get, guarded, image_ref, load_json, merge_usage, normalise_usage)
 
@@ -43,19 +44,16 @@ def _user_message(config: ProviderConfig, text: str, images: tuple[ImageData, ..
 
 
 def build_messages(config: ProviderConfig, request: GenerationRequest, prompt: str) -> list[dict[str, Any]]:
-    turns = [*request.history, Turn(role="user", text=prompt, images=request.images)]
-    last_model = max((i for i, t in enumerate(turns) if t.role == "model" and t.images), default=None)
-    carried: tuple[ImageData, ...] = ()
     messages: list[dict[str, Any]] = []
-    for i, turn in enumerate(turns):
+    for turn in request.history:
         if turn.role == "model":
             messages.append({"role": "assistant", "content": turn.text or _MODEL_IMAGE_PLACEHOLDER})
-            if i == last_model:
-                carried = turn.images
-        elif turn.text or turn.images or carried or i == len(turns) - 1:
-            # the previous output first, then the user's new attachments
-            messages.append(_user_message(config, turn.text, carried + turn.images))
-            carried = ()
+        elif turn.text or turn.images:
+            messages.append(_user_message(config, turn.text, turn.images))
+    # The image being edited is the newest model output, even if a text-only answer came after it;
+    # it goes first, then the user's new attachments.
+    latest = next((t.images for t in reversed(request.history) if t.role == "model" and t.images), ())
+    messages.append(_user_message(config, prompt, tuple(latest) + tuple(request.images)))
     return messages
 
 

@@ -319,3 +319,13 @@ def test_empty_history_user_turn_is_dropped():
     history = (Turn("user", ""), Turn("model", "ok", images=(to_image(PNG),)))
     msgs = openai_chat.build_request(MULE, GenerationRequest("next", history=history)).json["messages"]
     assert [m["role"] for m in msgs] == ["assistant", "user"]
+
+
+def test_latest_image_reaches_the_new_message_after_a_text_only_answer():
+    out = to_image(PNG)
+    history = (Turn("user", "a cat"), Turn("model", "", images=(out,)),
+               Turn("user", "something forbidden"), Turn("model", "I can't do that."))
+    msgs = openai_chat.build_request(MULE, GenerationRequest("make it blue instead", history=history)).json["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
+    assert msgs[2]["content"] == [{"type": "text", "text": "something forbidden"}]
+    assert decode_base64(msgs[4]["content"][1]["image_url"]["url"]) == PNG
