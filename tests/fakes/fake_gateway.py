@@ -190,6 +190,13 @@ class FakeGateway:
         self._queue.clear()
 
     @property
+    def mime_type(self) -> str:
+        head = self.image[:12]
+        if head.startswith(b"\xff\xd8"):
+            return "image/jpeg"
+        return "image/webp" if head[8:12] == b"WEBP" else "image/png"
+
+    @property
     def image_b64(self) -> str:
         if self._b64_cache is None or self._b64_cache[0] is not self.image:
             self._b64_cache = (self.image, base64.b64encode(self.image).decode())
@@ -200,12 +207,12 @@ class FakeGateway:
         text, b64 = self.text, self.image_b64
         usage = {"prompt_tokens": 6, "completion_tokens": 1290, "total_tokens": 1296}
         key = "delta" if stream else "message"
+        uri = f"data:{self.mime_type};base64,{b64}"
         if self.chat_style == "markdown":  # InfinityBlue: Markdown inside the content string
-            message: dict[str, Any] = {"role": "assistant",
-                                       "content": f"{text}\n\n![image](data:image/png;base64,{b64})"}
+            message: dict[str, Any] = {"role": "assistant", "content": f"{text}\n\n![image]({uri})"}
         elif self.chat_style == "images":  # OpenRouter: message.images
             message = {"role": "assistant", "content": text,
-                       "images": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}}]}
+                       "images": [{"type": "image_url", "image_url": {"url": uri}}]}
         else:  # MuleRun: content parts, raw base64
             parts = [{"type": "text", "text": text}] if text else []
             message = {"role": "assistant", "content": parts + [{"type": "image_url", "image_url": {"url": b64}}]}
@@ -238,7 +245,7 @@ class FakeGateway:
                                    "data": base64.b64encode(self.thought_image).decode()}, "thought": True}]
         return (thought if self.thoughts else []) + [
             {"text": self.text, "thoughtSignature": SIGNATURE_TEXT},
-            {"inlineData": {"mimeType": "image/png", "data": self.image_b64}, "thoughtSignature": SIGNATURE_IMAGE},
+            {"inlineData": {"mimeType": self.mime_type, "data": self.image_b64}, "thoughtSignature": SIGNATURE_IMAGE},
         ]
 
     def gemini_answer(self, model: str, stream: bool) -> Reply:
