@@ -211,6 +211,6 @@ def parse_response(config: ProviderConfig, body: bytes) -> ParsedAnswer:
 def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
     reader = _Reader(stream=True)
     for event in events:
-        if event.strip():
+        if event and not event.isspace():
             reader.chunk(load_json(event))
     return reader.result()

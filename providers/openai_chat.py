@@ -171,7 +171,7 @@ def parse_response(config: ProviderConfig, body: bytes) -> ParsedAnswer:
 def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
     answer = _Answer()
     for event in events:
-        if not event.strip():
+        if not event or event.isspace():  # keep-alives; isspace() does not copy megabytes
             continue
         for choice in answer.envelope(load_json(event)):
             answer.message(get(choice, "delta", "message"), "")

@@ -95,7 +95,7 @@ def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
     # gpt-image style streams: partial images, then one `...completed` event per final image.
     sink, usage = ImageSink(), {}
     for event in events:
-        if not event.strip():
+        if not event or event.isspace():  # keep-alives; isspace() does not copy megabytes
             continue
         data = load_json(event)
         if not isinstance(data, dict):
