@@ -110,6 +110,7 @@ class _Reader:
 
     def chunk(self, data: Any) -> None:
         if isinstance(data, list):  # a JSON array of responses (streaming without alt=sse)
+            self.stream = len(data) > 1
             for item in data:
                 self.chunk(item)
             return

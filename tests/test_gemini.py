@@ -203,10 +203,11 @@ def test_stream_error_event():
 
 
 def test_json_array_of_responses():
-    body = b"[" + chunk([{"text": "Hi"}]) + b"," + chunk(
+    body = b"[" + chunk([{"text": "Hi "}]) + b"," + chunk([{"text": "there"}]) + b"," + chunk(
         [{"inlineData": {"mimeType": "image/png", "data": PNG_B64}}], finishReason="STOP") + b"]"
     answer = gemini.parse_response(YESCALE, body)
-    assert len(answer.images) == 1 and answer.text == "Hi"
+    assert len(answer.images) == 1 and answer.text == "Hi there"
+    assert answer.provider_state["gemini_parts"][0] == {"text": "Hi there"}
 
 
 # --- shapes and quirks -----------------------------------------------------------------------
