@@ -223,7 +223,7 @@ def _facts(body: Any, facts: dict[str, Any], depth: int = 0) -> None:
         body = body[0]
     if not isinstance(body, dict):
         return
-    err = body.get("error", body)
+    err = body.get("error") or body
     if isinstance(err, str):
         err = {"message": err}
     if not isinstance(err, dict):
