@@ -10,7 +10,9 @@ In a test (any URL prefix works, so point a preset's base URL at `gw.url + "/v1"
 
 Default answers (a real PNG, see `image_bytes` / `image_size`):
     POST .../chat/completions        chat_style "parts" (MuleRun), "markdown" (InfinityBlue),
-                                     "images" (OpenRouter); "stream": true -> SSE (LF, [DONE])
+                                     "images" (OpenRouter), or "auto" (default: by model name,
+                                     nanobanana* -> markdown, vendor/model -> images, else parts);
+                                     "stream": true -> SSE (LF, [DONE], usage-only chunk)
     POST .../images/generations|edits  {"created", "data": [{"b64_json"}] * n}
     POST .../models/M:generateContent  candidates with thoughtSignatures (+ thought parts if
                                      `thoughts`); :streamGenerateContent -> SSE (CRLF, no [DONE])
@@ -122,7 +124,7 @@ class RecordedRequest:
 
 class FakeGateway:
     def __init__(self, *, image: bytes | None = None, image_size: tuple[int, int] = (64, 48),
-                 image_bytes: int | None = None, chat_style: str = "parts", thoughts: bool = False,
+                 image_bytes: int | None = None, chat_style: str = "auto", thoughts: bool = False,
                  text: str = "Here is your image.", latency: float = 0.0,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.image = image or make_png(image_size, image_bytes)
@@ -208,15 +210,18 @@ class FakeGateway:
         usage = {"prompt_tokens": 6, "completion_tokens": 1290, "total_tokens": 1296}
         key = "delta" if stream else "message"
         uri = f"data:{self.mime_type};base64,{b64}"
-        if self.chat_style == "markdown":  # InfinityBlue: Markdown inside the content string
+        style = self.chat_style
+        if style == "auto":  # pick the shape of the gateway that uses this model name
+            style = "markdown" if model.startswith("nanobanana") else "images" if "/" in model else "parts"
+        if style == "markdown":  # InfinityBlue: Markdown inside the content string
             message: dict[str, Any] = {"role": "assistant", "content": f"{text}\n\n![image]({uri})"}
-        elif self.chat_style == "images":  # OpenRouter: message.images
+        elif style == "images":  # OpenRouter: message.images
             message = {"role": "assistant", "content": text,
                        "images": [{"type": "image_url", "image_url": {"url": uri}}]}
         else:  # MuleRun: content parts, raw base64
             parts = [{"type": "text", "text": text}] if text else []
             message = {"role": "assistant", "content": parts + [{"type": "image_url", "image_url": {"url": b64}}]}
-        choice = {"index": 0, key: message, "finish_reason": "STOP" if self.chat_style == "parts" else "stop"}
+        choice = {"index": 0, key: message, "finish_reason": "STOP" if style == "parts" else "stop"}
         if not stream:
             return Reply(body={"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                                "model": model, "choices": [choice], "usage": usage})
@@ -378,7 +383,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before each model answer")
     parser.add_argument("--image-bytes", type=int, default=None, help="pad the answer PNG to ~this size")
     parser.add_argument("--image-size", default="1024x1024", help="answer PNG pixels, WxH")
-    parser.add_argument("--chat-style", choices=("parts", "markdown", "images"), default="parts")
+    parser.add_argument("--chat-style", choices=("auto", "parts", "markdown", "images"), default="auto")
     parser.add_argument("--thoughts", action="store_true", help="Gemini answers include thought parts")
     try:
         asyncio.run(_serve(parser.parse_args()))

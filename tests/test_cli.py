@@ -1,0 +1,138 @@
+"""`python -m providers` as real subprocesses against the in-process fake gateway (SPEC §5)."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fakes.fake_gateway import FakeGateway, Reply
+from images import png
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sk-cli-Distinctive-Key-9931"
+PRESETS = ("mulerun", "mixroute", "yescale", "infinityblue", "google", "openrouter")
+
+
+@pytest.fixture
+async def gw():
+    async with FakeGateway() as gateway:
+        yield gateway
+
+
+async def cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    # A clean environment: nothing from the developer's shell or .env leaks into the test.
+    full_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "providers", *args, cwd=cwd, env=full_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def provider_env(gw: FakeGateway, preset: str, **extra) -> dict[str, str]:
+    return {"PROVIDERS": preset, **gw.provider_env(preset, preset, KEY, **extra)}
+
+
+def assert_one_error_line(code: int, rc: int, out: str, err: str) -> str:
+    assert rc == code, err
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ")
+    assert "Traceback" not in err and KEY not in err
+    return err
+
+
+async def test_generate_and_edit_with_every_preset(gw, tmp_path):
+    # The fake answers each preset's format by path, and each chat gateway's shape by model name.
+    source = tmp_path / "input.png"
+    source.write_bytes(png((40, 30), color=(9, 8, 7)))
+    runs = []
+    for preset in PRESETS:
+        for edit in (False, True):
+            out_dir = tmp_path / f"{preset}-{'edit' if edit else 't2i'}"
+            args = ["generate", f"apple for {out_dir.name}", "--out", str(out_dir), "--aspect-ratio", "1:1"]
+            args += ["--image", str(source)] if edit else []
+            runs.append((preset, edit, out_dir, cli(*args, env=provider_env(gw, preset), cwd=tmp_path)))
+    results = await asyncio.gather(*(run for *_, run in runs))
+    source_b64 = base64.b64encode(source.read_bytes()).decode()
+    for (preset, edit, out_dir, _), (rc, out, err) in zip(runs, results):
+        assert rc == 0, f"{preset}: {err}"
+        assert err == "" and out.count("\n") == 1
+        data = json.loads(out)
+        assert set(data) == {"provider", "model", "images", "text", "usage", "seconds"}
+        assert data["provider"] == preset and data["model"] and data["seconds"] >= 0
+        (image,) = data["images"]
+        path = Path(image["path"])
+        assert path.parent == out_dir and path.suffix == ".png" and image["mime_type"] == "image/png"
+        with Image.open(path) as decoded:
+            assert decoded.size == (image["width"], image["height"]) == (64, 48)
+        (request,) = [r for r in gw.requests if f"apple for {out_dir.name}".encode() in r.body]
+        assert (source_b64 in request.body.decode()) is edit
+        assert KEY not in out
+
+
+async def test_edits_multipart_and_stream_flags(gw, tmp_path):
+    source = tmp_path / "input.png"
+    source.write_bytes(png())
+    env = {**provider_env(gw, "mixroute", IMAGES_INPUT="edits"),
+           "PROVIDERS": "mixroute,google", **gw.provider_env("google", "google", KEY)}
+    (rc1, out1, err1), (rc2, out2, err2) = await asyncio.gather(
+        cli("generate", "edit me", "--image", str(source), "--count", "2", env=env, cwd=tmp_path),
+        cli("generate", "stream me", "--provider", "google", "--stream", env=env, cwd=tmp_path))
+    assert rc1 == 0 and rc2 == 0, err1 + err2
+    assert len(json.loads(out1)["images"]) == 2 and json.loads(out2)["provider"] == "google"
+    paths = {r.path for r in gw.requests}
+    assert paths == {"/v1/images/edits", "/v1beta/models/gemini-2.5-flash-image:streamGenerateContent"}
+
+
+async def test_list_masks_keys_and_reads_dotenv_with_the_real_env_winning(tmp_path):
+    (tmp_path / ".env").write_text(
+        "PROVIDERS=mule,google\nPROVIDER_MULE_PRESET=mulerun\n"
+        f"PROVIDER_MULE_API_KEY={KEY}\nPROVIDER_GOOGLE_PRESET=google\nPROVIDER_GOOGLE_API_KEY=short\n"
+        "PROVIDER_GOOGLE_MODEL=from-dotenv\n")
+    rc, out, err = await cli("list", env={"PROVIDER_GOOGLE_MODEL": "from-env"}, cwd=tmp_path)
+    assert rc == 0 and err == ""
+    mule, google = out.splitlines()
+    assert mule.startswith("mule (default)") and "preset=mulerun" in mule and "sk-c...9931" in mule
+    assert google.startswith("google (failover 1)") and "model=from-env" in google and "key: ***" in google
+    assert KEY not in out and "short" not in out
+
+
+async def test_usage_and_configuration_errors_exit_2(gw, tmp_path):
+    good = provider_env(gw, "google")
+    runs = await asyncio.gather(
+        cli("generate", env={"PROVIDERS": "x", "PROVIDER_X_PRESET": "google"}, cwd=tmp_path),  # no prompt
+        cli("generate", "hi", env={"PROVIDERS": "x", "PROVIDER_X_PRESET": "google"}, cwd=tmp_path),
+        cli("generate", "hi", "--image", "missing.png", env=good, cwd=tmp_path),
+        cli("generate", "hi", "--resolution", "8K", env=good, cwd=tmp_path),
+        cli("generate", "hi", "--provider", "nope", env=good, cwd=tmp_path),
+        cli("generate", "hi", env={**good, "PROVIDER_GOOGLE_FORMAT": "soap"}, cwd=tmp_path),
+    )
+    errors = [assert_one_error_line(2, *run) for run in runs]
+    assert "prompt" in errors[0]
+    assert errors[1] == "error: PROVIDER_X_API_KEY is not set\n"
+    assert "missing.png" in errors[2] and "--resolution" in errors[3] and "'nope'" in errors[4]
+    assert "PROVIDER_GOOGLE_FORMAT" in errors[5]
+    assert gw.requests == []
+
+
+async def test_refusal_exits_3_with_the_reason(gw, tmp_path):
+    gw.enqueue(Reply(body={"candidates": [{"finishReason": "IMAGE_SAFETY", "content": {},
+                                           "finishMessage": "Unable to show the generated image."}]}))
+    err = assert_one_error_line(3, *await cli("generate", "hi", "--out", str(tmp_path / "o"),
+                                              env=provider_env(gw, "google"), cwd=tmp_path))
+    assert "IMAGE_SAFETY" in err and "Unable to show" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+async def test_failure_after_retries_and_failover_exits_4_without_the_key(gw, tmp_path):
+    echo = {"error": {"message": f"upstream rejected Bearer {KEY} (key={KEY})"}}
+    gw.enqueue(Reply(status=500, body=echo), Reply(status=503, body=echo))
+    env = {**provider_env(gw, "google", MAX_RETRIES=0), **gw.provider_env("mule", "mulerun", KEY, MAX_RETRIES=0),
+           "PROVIDERS": "google,mule"}
+    err = assert_one_error_line(4, *await cli("generate", "hi", env=env, cwd=tmp_path))
+    assert "unavailable" in err and "all providers failed" in err and len(gw.requests) == 2
