@@ -144,3 +144,22 @@ def test_translator_for_each_format():
         extra = {"BASE_URL": "https://x/v1beta"} if preset == "yescale" else {}
         config = load_one(PRESET=preset, API_KEY="k", **extra)
         assert translator_for(config) is modules[config.format]
+
+
+def test_env_example_documents_every_variable_and_loads():
+    from pathlib import Path
+
+    from dotenv import dotenv_values
+
+    from providers.config import _OPTIONAL_FIELDS
+
+    path = Path(__file__).resolve().parent.parent / ".env.example"
+    text = path.read_text()
+    assert text.startswith("DISCORD_TOKEN=\n") and "# --- Providers ---" in text
+    for suffix in ["PRESET", "API_KEY", "BASE_URL", "MODEL"] + [s for s, _ in _OPTIONAL_FIELDS.values()]:
+        assert f"PROVIDER_<NAME>_{suffix}" in text, suffix
+    for preset in PRESETS:
+        assert f"_PRESET={preset}" in text, preset
+    env = {k: v or "" for k, v in dotenv_values(path).items()}
+    (config,) = load_provider_configs({**env, "PROVIDER_MULE_API_KEY": "k"})
+    assert config.preset == "mulerun"
