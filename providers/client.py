@@ -79,10 +79,15 @@ class ProviderClient:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         started = time.monotonic()
         try:
-            if request.count > 1 and self.config.format != "openai_images":
-                answer, images = await self._fan_out(request)
+            fan_out = request.count > 1 and self.config.format != "openai_images"
+            # Building and serialising the body base64-encodes every input image: off the loop,
+            # and once even when several identical calls go out.
+            http, body = await asyncio.to_thread(
+                self._prepare, dataclasses.replace(request, count=1) if fan_out else request)
+            if fan_out:
+                answer, images = await self._fan_out(http, body, request.count)
             else:
-                answer, images = await self._generate_one(request)
+                answer, images = await self._call(http, body)
         except ProviderError as exc:
             exc.provider = exc.provider or self.config.name
             raise self._redact.error(exc)
@@ -93,9 +98,9 @@ class ProviderClient:
                                 provider=self.config.name, model=answer.model or self.config.model,
                                 seconds=seconds, provider_state=answer.provider_state)
 
-    async def _fan_out(self, request: GenerationRequest) -> tuple[ParsedAnswer, list[ImageData]]:
-        single = dataclasses.replace(request, count=1)
-        outcomes = await asyncio.gather(*(self._generate_one(single) for _ in range(request.count)),
+    async def _fan_out(self, http: HttpRequest, body: bytes | None,
+                       count: int) -> tuple[ParsedAnswer, list[ImageData]]:
+        outcomes = await asyncio.gather(*(self._call(http, body) for _ in range(count)),
                                         return_exceptions=True)
         good = [o for o in outcomes if not isinstance(o, BaseException)]
         for outcome in outcomes:
@@ -106,9 +111,7 @@ class ProviderClient:
                         len(outcomes) - len(good), len(outcomes))
         return _merge([a for a, _ in good]), [img for _, imgs in good for img in imgs]
 
-    async def _generate_one(self, request: GenerationRequest) -> tuple[ParsedAnswer, list[ImageData]]:
-        # Building and serialising the body base64-encodes every input image: off the loop.
-        http, body = await asyncio.to_thread(self._prepare, request)
+    async def _call(self, http: HttpRequest, body: bytes | None) -> tuple[ParsedAnswer, list[ImageData]]:
         answer = await self._with_retries(http, body)
         images = list(answer.images)
         if answer.image_urls:
@@ -154,15 +157,21 @@ class ProviderClient:
         if body is not None:
             headers.setdefault("Content-Type", "application/json")
         try:
+            # No redirects: a POST carrying the key must not be forwarded to another host.
             async with self._session.request(http.method, http.url, data=data, headers=headers,
+                                             allow_redirects=False,
                                              timeout=aiohttp.ClientTimeout(total=cfg.timeout)) as resp:
                 status = resp.status
+                if 300 <= status < 400:
+                    raise MalformedResponse(provider=cfg.name, status=status, detail=self._redact(
+                        f"HTTP {status} redirect to {resp.headers.get('Location', '?')}: "
+                        f"set PROVIDER_{cfg.name.upper()}_BASE_URL to the final address"))
                 if not 200 <= status < 300:
                     raw = await self._read_body(resp)
                     self._log_http(http, status, started, body, len(raw))
                     raise error_for_response(status, resp.headers, raw, self._redact, cfg.name)
                 ctype = resp.headers.get("Content-Type", "")
-                if http.stream and "json" not in ctype:
+                if (http.stream and "json" not in ctype) or "event-stream" in ctype:
                     exchange = await self._read_stream(resp)
                 else:
                     exchange = _Exchange(body=await self._read_body(resp))

@@ -307,6 +307,18 @@ async def test_json_answer_to_a_stream_request_is_accepted(router, gw):
     assert len(result.images) == 1
 
 
+async def test_sse_answer_to_a_plain_request_is_read_as_a_stream(router, gw):
+    gw.enqueue(gw.gemini_answer("m", stream=True))
+    result = await router(no_retry()).generate(REQUEST)
+    assert result.images[0].data == gw.image
+
+
+async def test_redirects_are_not_followed_with_the_key(router, gw):
+    gw.enqueue(Reply(status=307, headers={"Location": "http://elsewhere.invalid/v1beta/x"}))
+    result = await router(("a", "google", {}), ("b", "mulerun", {})).generate(REQUEST)
+    assert result.provider == "b" and len(gw.requests) == 2  # not followed, not retried
+
+
 # --- image URLs ---------------------------------------------------------------------------
 
 def chat_with_urls(*urls: str) -> Reply:
