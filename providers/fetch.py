@@ -3,6 +3,8 @@
 A URL whose host resolves to a private, loopback or link-local address is refused unless it is
 the gateway's own host or the operator set allow_private_urls. Redirects are followed by hand so
 each hop is checked again; the gateway's auth header goes only to the gateway's own origin.
+The address check runs before connecting: a host whose DNS answer changes between the check and
+the connection (DNS rebinding) is not covered.
 """
 from __future__ import annotations
 
