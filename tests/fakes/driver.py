@@ -1,0 +1,612 @@
+"""The test-facing API of the end-to-end test bed (see tests/README.md).
+
+    async with Driver() as d:
+        await d.start_bot([sys.executable, "bot.py"], env={...})
+        h = await d.slash("draw", {"prompt": "a cat"}, user="alice", channel="general")
+        msg = await h.response(where=lambda m: m.attachments)
+        assert msg.attachments[0].data.startswith(b"\\x89PNG")
+
+Everything runs on 127.0.0.1 with random ports; the bot is a real subprocess with a real discord.py.
+Waiting is event-driven (the fake notifies on every change); the only deliberate sleep is the "human
+delay" before acting on a message the bot has just produced (see discord-notes: a view is registered
+only after its send request returns, so a click within microseconds could beat it; humans cannot).
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import random
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import aiohttp
+
+from .discord_interactions import (APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT,
+                                   InteractionRecord, modal_values)
+from .discord_server import FakeDiscord, RequestRecord
+from .discord_state import MessageFlags, MessageRecord, Settings
+
+SITECUSTOMIZE_DIR = Path(__file__).resolve().parent / "sitecustomize_dir"
+_LIVE_PIDS: set[int] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Last line of defence: never leave a bot process behind, even if a test forgot to close."""
+    for pid in list(_LIVE_PIDS):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+# ---- views over the fake's records ------------------------------------------------------------------
+
+class Attachment:
+    def __init__(self, fake: FakeDiscord, data: dict[str, Any]) -> None:
+        self._fake, self.raw = fake, data
+        self.id = int(data["id"])
+        self.filename: str = data["filename"]
+        self.url: str = data["url"]
+        self.proxy_url: str = data["proxy_url"]
+        self.size: int = data["size"]
+        self.content_type: str | None = data.get("content_type")
+        self.width: int | None = data.get("width")
+        self.height: int | None = data.get("height")
+
+    @property
+    def data(self) -> bytes:
+        """The stored bytes (what the CDN URL serves)."""
+        return self._fake.world.files[self.id].data
+
+    def __repr__(self) -> str:
+        return f"<Attachment {self.filename} {self.size}B {self.content_type}>"
+
+
+class Message:
+    """A live view of a stored message: attributes show its current state (edits included)."""
+
+    def __init__(self, fake: FakeDiscord, record: MessageRecord) -> None:
+        self._fake, self.record = fake, record
+
+    id = property(lambda self: self.record.id)
+    channel_id = property(lambda self: self.record.channel_id)
+    data = property(lambda self: self.record.data)
+    content: str = property(lambda self: self.record.data["content"])  # type: ignore[assignment]
+    author_id = property(lambda self: int(self.record.data["author"]["id"]))
+    flags = property(lambda self: int(self.record.data["flags"]))
+    embeds = property(lambda self: self.record.data["embeds"])
+    components = property(lambda self: self.record.data["components"])
+    deleted = property(lambda self: self.record.deleted)
+    ephemeral = property(lambda self: self.record.ephemeral)
+    loading = property(lambda self: bool(self.flags & MessageFlags.LOADING))
+    edits = property(lambda self: len(self.record.history))
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        return [Attachment(self._fake, a) for a in self.record.data["attachments"]]
+
+    @property
+    def thread_id(self) -> int | None:
+        """The thread started from this message, if any (its id equals the message id)."""
+        return self.id if self.id in self._fake.world.channels and self._fake.is_thread(self.id) else None
+
+    def buttons(self) -> list[dict[str, Any]]:
+        return [c for c in _walk(self.components) if c.get("type") == 2]
+
+    def __repr__(self) -> str:
+        return f"<Message {self.id} in {self.channel_id} by {self.author_id}: {self.content[:60]!r}>"
+
+
+def _walk(components: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    for c in components:
+        yield c
+        yield from _walk(c.get("components") or [])
+        for key in ("component", "accessory"):
+            if isinstance(c.get(key), dict):
+                yield from _walk([c[key]])
+
+
+class Interaction:
+    """What a test holds after acting: acknowledgement, original response, followups, modal."""
+
+    def __init__(self, driver: Driver, record: InteractionRecord) -> None:
+        self._driver, self.record = driver, record
+
+    id = property(lambda self: self.record.id)
+    channel_id = property(lambda self: self.record.channel_id)
+    ack_type = property(lambda self: self.record.ack_type)
+    ack_latency = property(lambda self: self.record.ack_latency)  # seconds from dispatch to acknowledgement
+    errors = property(lambda self: list(self.record.errors))     # (route, status, code) the fake refused
+
+    async def ack(self, timeout: float = 10) -> int:
+        """Wait for the acknowledgement; returns the callback type (4, 5, 6, 7, 8, 9)."""
+        return await self._driver.wait(lambda: self.record.ack_type, timeout, f"ack of interaction {self.id}")
+
+    async def response(self, where: Callable[[Message], Any] | None = None, timeout: float = 10) -> Message:
+        """The original response once it is no longer "thinking" and `where` (if given) holds."""
+        def check() -> Message | None:
+            rec = self._driver.fake.world.find_message(self.record.original_id or 0)
+            if rec is None or rec.deleted:
+                return None
+            msg = Message(self._driver.fake, rec)
+            return msg if not msg.loading and (where is None or where(msg)) else None
+        return await self._driver.wait(check, timeout, f"original response of interaction {self.id}")
+
+    @property
+    def followups(self) -> list[Message]:
+        world = self._driver.fake.world
+        return [Message(self._driver.fake, world.find_message(i)) for i in self.record.followup_ids]
+
+    async def followup(self, index: int = 0, where: Callable[[Message], Any] | None = None,
+                       timeout: float = 10) -> Message:
+        def check() -> Message | None:
+            found = [m for m in self.followups if not m.deleted and (where is None or where(m))]
+            return found[index] if len(found) > index else None
+        return await self._driver.wait(check, timeout, f"followup #{index} of interaction {self.id}")
+
+    async def modal(self, timeout: float = 10) -> dict[str, Any]:
+        """The modal the bot answered with: {"title", "custom_id", "components", "inputs": [...]}."""
+        modal = await self._driver.wait(lambda: self.record.modal, timeout, f"modal from interaction {self.id}")
+        inputs = [c for c in _walk(modal["components"]) if c.get("type") == 4]
+        labels = {id(c["component"]): c.get("label") for c in _walk(modal["components"])
+                  if c.get("type") == 18 and isinstance(c.get("component"), dict)}
+        for c in inputs:
+            c.setdefault("label", labels.get(id(c)))
+        return {**modal, "inputs": inputs}
+
+    async def refused(self, code: int | None = None, timeout: float = 10) -> tuple[str, int, int]:
+        """Wait until the fake refuses a request for this interaction (optionally with `code`)."""
+        def check() -> tuple[str, int, int] | None:
+            return next((e for e in self.record.errors if code is None or e[2] == code), None)
+        return await self._driver.wait(check, timeout, f"refusal {code} for interaction {self.id}")
+
+    def __repr__(self) -> str:
+        return f"<Interaction {self.id} {self.record.name!r} ack={self.ack_type}>"
+
+
+class BotProcess:
+    """One run of the bot: a subprocess whose stdout+stderr go to `log_path`."""
+
+    def __init__(self, argv: Sequence[str], cwd: str | Path, env: dict[str, str], log_path: Path,
+                 user_env: dict[str, str] | None = None) -> None:
+        self.argv, self.cwd, self.env, self.log_path = list(argv), Path(cwd), env, log_path
+        self.user_env = dict(user_env or {})  # what the test passed, reused by restart_bot
+        self.proc: asyncio.subprocess.Process | None = None
+        self._watch: asyncio.Task | None = None
+
+    async def start(self, on_exit: Callable[[], None]) -> None:
+        with open(self.log_path, "wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(*self.argv, cwd=self.cwd, env=self.env,
+                                                             stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                                                             stderr=asyncio.subprocess.STDOUT)
+        _LIVE_PIDS.add(self.proc.pid)
+
+        async def watch() -> None:
+            await self.proc.wait()
+            _LIVE_PIDS.discard(self.proc.pid)
+            on_exit()
+        self._watch = asyncio.create_task(watch())
+
+    pid = property(lambda self: self.proc.pid if self.proc else None)
+    returncode = property(lambda self: self.proc.returncode if self.proc else None)
+    running = property(lambda self: self.proc is not None and self.proc.returncode is None)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+        if self.running:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._watch), timeout)
+            except asyncio.TimeoutError:
+                await self.kill()
+        return await self._wait()
+
+    async def kill(self) -> int:
+        if self.running:
+            self.proc.kill()
+        return await self._wait()
+
+    async def _wait(self) -> int:
+        if self._watch is not None:
+            await asyncio.shield(self._watch)
+        return self.returncode if self.returncode is not None else 0
+
+
+# ---- the driver ----------------------------------------------------------------------------------------
+
+class Driver:
+    """Starts the fake Discord and the bot process, and acts as Discord's users."""
+
+    def __init__(self, *, settings: Settings | None = None, log_dir: str | Path | None = None,
+                 human_delay: tuple[float, float] = (0.05, 0.1), seed: int = 0,
+                 guild_ready_timeout: float = 0.05) -> None:
+        self.fake = FakeDiscord(settings=settings)
+        self.world = self.fake.world
+        self.human_delay = human_delay
+        self._random = random.Random(seed)
+        self._tmp = None if log_dir else tempfile.TemporaryDirectory(prefix="fake-discord-")
+        self.log_dir = Path(log_dir or self._tmp.name)
+        self.guild_ready_timeout = guild_ready_timeout
+        self.bot: BotProcess | None = None
+        self.runs: list[BotProcess] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> Driver:
+        await self.fake.start()
+        return self
+
+    async def close(self) -> None:
+        try:
+            for run in self.runs:
+                await run.stop(timeout=5)
+        finally:
+            await self.fake.stop()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+
+    async def __aenter__(self) -> Driver:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # ---- seeded ids ------------------------------------------------------------------------------------
+
+    guild_id = property(lambda self: self.world.guild_id)
+    bot_id = property(lambda self: self.world.bot_id)
+    application_id = property(lambda self: self.world.application_id)
+    general = property(lambda self: self.world.general_id)      # text channel
+    art = property(lambda self: self.world.art_id)              # a second text channel
+    old_thread = property(lambda self: self.world.seed_thread_id)  # an active thread made by a user
+    alice = property(lambda self: self.world.alice)             # member with Manage Server
+    bob = property(lambda self: self.world.bob)                 # plain member
+    carol = property(lambda self: self.world.carol)             # guild owner (no roles)
+    cdn_host = property(lambda self: self.fake.cdn_host)        # host of attachment URLs
+
+    def dm(self, user: Any) -> int:
+        """The bot's DM channel with a user."""
+        return int(self.world.dm_channel(self.world.resolve(user, "user"))["id"])
+
+    def channel_id(self, channel: Any) -> int:
+        if isinstance(channel, (Message, Interaction)):
+            return channel.channel_id
+        return self.world.resolve(channel, "channel")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Variables the bot process gets on top of its own env (PYTHONPATH is added in start_bot)."""
+        return {
+            "FAKE_DISCORD_URL": self.fake.url,
+            "FAKE_DISCORD_GATEWAY": self.fake.gateway.url,
+            "FAKE_DISCORD_CDN": self.fake.cdn_base,
+            "FAKE_DISCORD_CDN_HOST": self.fake.cdn_host,
+            "FAKE_DISCORD_GUILD_READY_TIMEOUT": str(self.guild_ready_timeout),
+            "DISCORD_TOKEN": self.world.bot_token,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    # ---- the bot process -------------------------------------------------------------------------------
+
+    async def start_bot(self, argv: Sequence[str] | None = None, *, cwd: str | Path | None = None,
+                        env: dict[str, str] | None = None, wait: bool = True, commands: bool = True,
+                        timeout: float = 30) -> BotProcess:
+        """Launch the bot (default: `python bot.py` in the repo root) redirected to this fake."""
+        if self.bot is not None and self.bot.running:
+            raise RuntimeError("a bot process is already running; stop_bot() first")
+        base = dict(os.environ)
+        base.update(env or {})
+        base.update(self.env)
+        base["PYTHONPATH"] = os.pathsep.join(p for p in (str(SITECUSTOMIZE_DIR), base.get("PYTHONPATH")) if p)
+        if env and "DISCORD_TOKEN" in env:
+            base["DISCORD_TOKEN"] = env["DISCORD_TOKEN"]  # a test may want a bad token on purpose
+        argv = list(argv or [sys.executable, "bot.py"])
+        cwd = cwd or Path(__file__).resolve().parents[2]
+        self.bot = BotProcess(argv, cwd, base, self.log_dir / f"bot-{len(self.runs) + 1}.log", env)
+        self.runs.append(self.bot)
+        await self.bot.start(self.world.notify)
+        if wait:
+            await self.wait_ready(timeout=timeout, commands=commands)
+        return self.bot
+
+    async def wait_ready(self, timeout: float = 30, commands: bool = True) -> None:
+        """Until discord.py fired on_ready in the current process (and commands are registered)."""
+        bot = self.bot
+        if bot is None:
+            raise RuntimeError("no bot started")
+
+        def check() -> bool:
+            if not bot.running:
+                raise RuntimeError(f"bot exited with {bot.returncode} before ready; its log:\n{bot.output()[-4000:]}")
+            ready = any(s.get("pid") == bot.pid for s in self.fake.ready_signals)
+            return ready and (not commands or bool(self.fake.commands()))
+        try:
+            await self.wait(check, timeout, "the bot to be ready")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; bot log:\n{bot.output()[-4000:]}") from None
+
+    async def stop_bot(self, timeout: float = 10) -> int:
+        """SIGTERM (then SIGKILL after `timeout`); returns the exit code."""
+        return await self.bot.stop(timeout) if self.bot else 0
+
+    async def kill_bot(self) -> int:
+        return await self.bot.kill() if self.bot else 0
+
+    async def restart_bot(self, *, kill: bool = False, **kwargs: Any) -> BotProcess:
+        """Stop the bot and start it again with the same argv, cwd and env (so the same data dir)."""
+        old = self.bot
+        await (self.kill_bot() if kill else self.stop_bot())
+        return await self.start_bot(old.argv, cwd=old.cwd, env=old.user_env, **kwargs)
+
+    # ---- waiting ---------------------------------------------------------------------------------------
+
+    async def wait(self, check: Callable[[], Any], timeout: float = 10, what: str = "condition") -> Any:
+        """Re-check after every change in the fake until `check()` is truthy; returns its value."""
+        return await self.world.wait_for(check, timeout, what)
+
+    def messages(self, channel: Any, *, author: Any = None, after: Any = None,
+                 include_ephemeral: bool = True) -> list[Message]:
+        """Messages in a channel/thread/DM, oldest first (`author`: "bot", a user or None for all)."""
+        channel_id = self.channel_id(channel)
+        author_id = self.bot_id if author == "bot" else (self.world.resolve(author, "user") if author else None)
+        after_id = after.id if isinstance(after, Message) else int(after or 0)
+        out = []
+        for rec in self.world.channel_messages(channel_id):
+            if rec.id <= after_id or (author_id and int(rec.data["author"]["id"]) != author_id):
+                continue
+            if rec.ephemeral and not include_ephemeral:
+                continue
+            out.append(Message(self.fake, rec))
+        return out
+
+    async def wait_for_message(self, channel: Any, where: Callable[[Message], Any] | None = None, *,
+                               author: Any = "bot", after: Any = None, timeout: float = 10) -> Message:
+        """The first message (in order) matching `where`; re-evaluated on every create and edit."""
+        msgs = await self.wait_for_messages(channel, 1, where, author=author, after=after, timeout=timeout)
+        return msgs[0]
+
+    async def wait_for_messages(self, channel: Any, count: int, where: Callable[[Message], Any] | None = None,
+                                *, author: Any = "bot", after: Any = None, timeout: float = 10) -> list[Message]:
+        def check() -> list[Message] | None:
+            found = [m for m in self.messages(channel, author=author, after=after)
+                     if not m.loading and (where is None or where(m))]
+            return found[:count] if len(found) >= count else None
+        return await self.wait(check, timeout, f"{count} message(s) in {channel}")
+
+    def mark(self) -> int:
+        """A snowflake 'now': pass as `after=` to only see messages created from here on."""
+        return self.world.snowflake()
+
+    def threads(self, *, bot_only: bool = True) -> list[dict[str, Any]]:
+        return self.fake.bot_threads() if bot_only else [dict(t) for t in self.world.threads()]
+
+    async def wait_for_thread(self, where: Callable[[dict], Any] | None = None, timeout: float = 10) -> dict:
+        def check() -> dict | None:
+            return next((t for t in self.threads() if where is None or where(t)), None)
+        return await self.wait(check, timeout, "a thread created by the bot")
+
+    def commands(self, guild: bool | None = None) -> list[dict[str, Any]]:
+        return self.fake.commands(guild)
+
+    requests: list[RequestRecord] = property(lambda self: self.fake.requests)  # type: ignore[assignment]
+    unknown_routes: list[RequestRecord] = property(lambda self: self.fake.unknown_routes)  # type: ignore
+    cdn_requests = property(lambda self: self.fake.cdn_requests)
+    typing = property(lambda self: self.fake.rest.typing)
+
+    def errors(self) -> list[RequestRecord]:
+        """REST requests the fake answered with 4xx/5xx (429s from injected faults included)."""
+        return [r for r in self.fake.requests if r.status >= 400]
+
+    def interactions(self) -> list[Interaction]:
+        return [Interaction(self, r) for r in self.fake.interactions.records.values()]
+
+    def assert_clean(self) -> None:
+        """No unknown routes were hit and the fake itself never crashed."""
+        assert not self.fake.unknown_routes, f"unknown routes: {[str(r) for r in self.fake.unknown_routes]}"
+        assert not self.fake.internal_errors, "\n".join(self.fake.internal_errors)
+
+    async def fetch(self, url: str) -> bytes:
+        """GET a URL the way the bot would (e.g. an attachment URL through the fake CDN)."""
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            resp.raise_for_status()
+            return await resp.read()
+
+    # ---- what users do ---------------------------------------------------------------------------------
+
+    async def _human_pause(self, message: Message | None) -> None:
+        if message is None:
+            return
+        delay = self._random.uniform(*self.human_delay)
+        age = self.world.clock.now() - message.record.updated_at
+        if age < delay:
+            await asyncio.sleep(delay - age)
+
+    def _files(self, files: Iterable[Any]) -> list[tuple[str, bytes]]:
+        out = []
+        for i, f in enumerate(files):
+            if isinstance(f, (bytes, bytearray)):
+                out.append((f"file{i}.png" if bytes(f[:4]) == b"\x89PNG" else f"file{i}.bin", bytes(f)))
+            elif isinstance(f, (str, Path)):
+                out.append((Path(f).name, Path(f).read_bytes()))
+            else:
+                name, data = f
+                out.append((name, bytes(data)))
+        return out
+
+    def _message(self, message: Any) -> Message:
+        if isinstance(message, Message):
+            return message
+        rec = self.world.find_message(int(getattr(message, "id", message)))
+        if rec is None:
+            raise LookupError(f"no message {message}")
+        return Message(self.fake, rec)
+
+    async def slash(self, command: str, options: dict[str, Any] | None = None, *, user: Any = "alice",
+                    channel: Any = "general", ack_deadline: float | None = None,
+                    token_lifetime: float | None = None, attachment_size_limit: int | None = None) -> Interaction:
+        """Run `/command [sub] options` as `user` in `channel`. Attachment options take bytes, a path or
+        (filename, bytes); user/role/channel options take ids or names. Clocks may be shortened per call."""
+        channel_id, user_id = self.channel_id(channel), self.world.resolve(user, "user")
+        options = dict(options or {})
+        interaction_id = self.world.snowflake()
+        for name, value in options.items():
+            if isinstance(value, (bytes, bytearray, Path)) or (isinstance(value, tuple) and len(value) == 2
+                                                             and isinstance(value[1], (bytes, bytearray))):
+                options[name] = self._files([value])[0]
+        data = self.fake.interactions.command_data(command, options, channel_id=channel_id,
+                                                   interaction_id=interaction_id)
+        return self._interact(APPLICATION_COMMAND, data, user_id, channel_id, None, interaction_id,
+                              ack_deadline, token_lifetime, attachment_size_limit)
+
+    async def context_menu(self, name: str, target: Any, *, user: Any = "alice", **clocks: Any) -> Interaction:
+        """Run a message context-menu command (Apps > name) on `target` (a Message or message id);
+        a user context-menu command when `target` is a user name or id."""
+        user_id = self.world.resolve(user, "user")
+        if isinstance(target, Message) or (isinstance(target, int) and self.world.find_message(target)):
+            message = self._message(target)
+            await self._human_pause(message)
+            channel_id = message.channel_id
+            cmd = self.fake.interactions.find_command(name, channel_id, 3)
+            data = {"id": cmd["id"], "name": name, "type": 3, "target_id": str(message.id),
+                    "resolved": {"messages": {str(message.id): dict(message.data)}}}
+        else:
+            channel_id = self.channel_id(clocks.pop("channel", "general"))
+            target_id = self.world.resolve(target, "user")
+            cmd = self.fake.interactions.find_command(name, channel_id, 2)
+            resolved = {"users": {str(target_id): self.world.users[target_id]}}
+            if target_id in self.world.members:
+                resolved["members"] = {str(target_id): self.world.member_payload(target_id, with_user=False)}
+            data = {"id": cmd["id"], "name": name, "type": 2, "target_id": str(target_id), "resolved": resolved}
+        if cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        return self._interact(APPLICATION_COMMAND, data, user_id, channel_id, None, None,
+                              clocks.get("ack_deadline"), clocks.get("token_lifetime"),
+                              clocks.get("attachment_size_limit"))
+
+    async def click(self, message: Any, custom_id: str | None = None, *, label: str | None = None,
+                    user: Any = "alice", **clocks: Any) -> Interaction:
+        """Click a button on a message, found by custom_id or label."""
+        message = self._message(message)
+        await self._human_pause(message)
+        buttons = [b for b in message.buttons() if (custom_id is None or b.get("custom_id") == custom_id)
+                   and (label is None or b.get("label") == label)]
+        if not buttons:
+            raise LookupError(f"no button {custom_id or label!r} on {message}; buttons: {message.buttons()}")
+        button = buttons[0]
+        if button.get("disabled") or not button.get("custom_id"):
+            raise ValueError(f"button {button} cannot be clicked (disabled or a link)")
+        data = {"custom_id": button["custom_id"], "component_type": 2, "id": button.get("id")}
+        return self._interact(MESSAGE_COMPONENT, data, self.world.resolve(user, "user"), message.channel_id,
+                              message.record, None, clocks.get("ack_deadline"), clocks.get("token_lifetime"),
+                              clocks.get("attachment_size_limit"))
+
+    async def select(self, message: Any, custom_id: str, values: list[str], *, user: Any = "alice") -> Interaction:
+        """Choose values in a string select menu on a message."""
+        message = self._message(message)
+        await self._human_pause(message)
+        menu = next((c for c in _walk(message.components) if c.get("custom_id") == custom_id), None)
+        if menu is None or menu.get("type") != 3:
+            raise LookupError(f"no string select {custom_id!r} on {message}")
+        data = {"custom_id": custom_id, "component_type": 3, "values": list(values), "id": menu.get("id")}
+        return self._interact(MESSAGE_COMPONENT, data, self.world.resolve(user, "user"), message.channel_id,
+                              message.record, None, None, None, None)
+
+    async def submit_modal(self, opened: Interaction, values: dict[str, str], *, user: Any = None) -> Interaction:
+        """Fill in and submit the modal the bot opened in answer to `opened`."""
+        modal = await opened.modal()
+        data = {"custom_id": modal["custom_id"], "components": modal_values(modal, values)}
+        user_id = self.world.resolve(user, "user") if user is not None else opened.record.user_id
+        message = self.world.find_message(opened.record.message_id) if opened.record.message_id else None
+        return self._interact(MODAL_SUBMIT, data, user_id, opened.channel_id, message, None, None, None, None)
+
+    async def autocomplete(self, command: str, options: dict[str, Any], focused: str, *, user: Any = "alice",
+                           channel: Any = "general", timeout: float = 10) -> list[dict[str, Any]]:
+        """Type into `focused` and return the choices the bot offers."""
+        channel_id = self.channel_id(channel)
+        options = {**options, focused: options.get(focused, "")}
+        data = self.fake.interactions.command_data(command, options, channel_id=channel_id, interaction_id=0,
+                                                   focused=focused)
+        h = self._interact(AUTOCOMPLETE, data, self.world.resolve(user, "user"), channel_id, None, None,
+                           None, None, None)
+        return await self.wait(lambda: h.record.choices if h.record.choices is not None else None, timeout,
+                               "autocomplete choices") or []
+
+    def _interact(self, type_: int, data: dict[str, Any], user_id: int, channel_id: int,
+                  message: MessageRecord | None, interaction_id: int | None, ack_deadline: float | None,
+                  token_lifetime: float | None, size_limit: int | None) -> Interaction:
+        if not self.fake.gateway.connected and self.fake.gateway.current is None:
+            raise RuntimeError("the bot is not connected to the gateway")
+        rec = self.fake.interactions.create(type_, data, user_id=user_id, channel_id=channel_id, message=message,
+                                            interaction_id=interaction_id, ack_deadline=ack_deadline,
+                                            token_lifetime=token_lifetime, size_limit=size_limit)
+        return Interaction(self, rec)
+
+    async def say(self, channel: Any, content: str = "", *, files: Iterable[Any] = (), user: Any = "alice",
+                  reply_to: Any = None) -> Message:
+        """Post a message as a user (text and/or files) in a channel, thread or DM."""
+        reply = self._message(reply_to).record if reply_to is not None else None
+        rec = self.fake.user_message(self.channel_id(channel), self.world.resolve(user, "user"), content,
+                                     self._files(files), reply_to=reply)
+        return Message(self.fake, rec)
+
+    async def react(self, message: Any, emoji: str, *, user: Any = "alice", add: bool = True) -> None:
+        message = self._message(message)
+        await self._human_pause(message)
+        self.fake.react(message.record, emoji, self.world.resolve(user, "user"), add=add)
+
+    # ---- the gateway -----------------------------------------------------------------------------------
+
+    async def drop_connection(self, *, code: int = 4000, abrupt: bool = False, wait_resumed: bool = True,
+                              timeout: float = 20) -> None:
+        """Drop the bot's websocket; by default wait until it has RESUMEd on resume_gateway_url."""
+        resumes = self.fake.gateway.resumes
+        await self.fake.gateway.drop(code, abrupt=abrupt)
+        if wait_resumed:
+            await self.wait(lambda: self.fake.gateway.resumes > resumes, timeout, "the bot to RESUME")
+
+    @contextlib.asynccontextmanager
+    async def offline(self, *, code: int = 4000, timeout: float = 20):
+        """Inside the block the bot is disconnected and cannot get back in; what the test injects is
+        queued. On exit the bot may reconnect; the block's exit waits until it has RESUMEd."""
+        resumes = self.fake.gateway.resumes
+        self.fake.gateway.hold()
+        try:
+            await self.fake.gateway.drop(code)
+            yield
+        finally:
+            self.fake.gateway.release()
+        await self.wait(lambda: self.fake.gateway.resumes > resumes, timeout, "the bot to RESUME")
+
+    # ---- Discord's rules and faults --------------------------------------------------------------------
+
+    def advance_clock(self, seconds: float) -> None:
+        """Jump the fake's clock (ack deadlines, token expiry) without waiting."""
+        self.world.clock.advance(seconds)
+
+    def fail(self, route: str | None, status: int, code: int = 0, message: str = "", *, times: float = 1) -> None:
+        """Answer `route` ("POST /channels/{channel_id}/messages", a concrete path, or None for any)."""
+        self.fake.faults.add(route, status, {"message": message or f"{status}", "code": code}, times=times)
+
+    def rate_limit(self, route: str, *, retry_after: float = 0.05, times: float = 1) -> None:
+        self.fake.rate_limit(route, retry_after=retry_after, times=times)
+
+    def reject_uploads(self, times: float = 1) -> None:
+        """The next `times` requests with files get 413 / 40005 Request entity too large."""
+        self.fake.faults.upload_rejections += times
+
+    def deny(self, channel: Any, *permissions: str) -> None:
+        """Deny the bot permissions in a channel (e.g. "create_public_threads", "attach_files")."""
+        self.fake.deny(self.channel_id(channel), *permissions)
+
+    def archive_thread(self, thread: Any, *, locked: bool = False) -> None:
+        self.fake.archive_thread(self.channel_id(thread), locked=locked)
+
+    def delete_thread(self, thread: Any) -> None:
+        self.fake.delete_channel(self.channel_id(thread))

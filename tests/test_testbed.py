@@ -1,0 +1,203 @@
+"""The end-to-end test bed's own tests: a real discord.py bot (tests/fakes/sample_bot.py) in a subprocess
+against the fake Discord, plus Discord's rules checked over raw REST."""
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import discord.utils
+import pytest
+
+from fakes.discord_gateway import Encoder
+from fakes.driver import Driver
+from fakes.fixtures import sample_bot  # noqa: F401 - module-scoped fixture
+from fakes.sample_bot import png
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def test_ready_commands_and_gateway(sample_bot: Driver) -> None:
+    d = sample_bot
+    assert {c["name"] for c in d.commands(guild=False)} == {"draw", "thread", "form", "stress", "Size"}
+    first = d.fake.gateway.connections[0]
+    assert (first.path, first.kind, first.compress) == ("/gateway", "identify", "zlib-stream")
+    assert [r.route for r in d.requests[:2]] == ["GET /users/@me", "GET /oauth2/applications/@me"]
+    assert "has connected to Gateway" in d.bot.output()
+
+
+async def test_slash_defers_then_edits_with_a_file(sample_bot: Driver) -> None:
+    d = sample_bot
+    h = await d.slash("draw", {"prompt": "a red box"})
+    assert await h.ack() == 5
+    assert h.ack_latency is not None and h.ack_latency < 3
+    msg = await h.response(where=lambda m: m.attachments)
+    assert msg.content == "drew a red box"
+    [att] = msg.attachments
+    assert (att.filename, att.content_type, att.width, att.height) == ("out.png", "image/png", 4, 3)
+    assert att.size == len(att.data) and att.data == png(4, 3, (255, 0, 0))
+    assert await d.fetch(att.url) == att.data            # served back at the loopback CDN URL
+    assert att.url.startswith(f"http://{d.cdn_host}:") and "hm=" in att.url
+    assert msg.buttons()[0]["custom_id"] == "sample:again"
+
+
+async def test_attachment_option_is_read_from_the_cdn(sample_bot: Driver) -> None:
+    d = sample_bot
+    picture = png(7, 5, (0, 128, 255))
+    h = await d.slash("draw", {"prompt": "copy", "image": ("in put.png", picture)}, user="bob",
+                      channel=d.dm("bob"))
+    msg = await h.response(where=lambda m: m.attachments)
+    assert msg.attachments[0].data == picture             # the bot downloaded the option's attachment
+    assert any("/ephemeral-attachments/" in path and status == 200 for path, status in d.cdn_requests)
+
+
+async def test_thread_from_response_and_messages_in_it(sample_bot: Driver) -> None:
+    d = sample_bot
+    h = await d.slash("thread", {"name": "cats"})
+    answer = await h.response()
+    thread = await d.wait_for_thread(lambda t: t["name"] == "cats")
+    assert int(thread["id"]) == answer.id == answer.thread_id  # threads from a message share its id
+    assert (await d.wait_for_message(thread["id"])).content == "first post"
+    said = await d.say(thread["id"], "hello", files=[("a.bin", b"12345")], user="bob")
+    echo = await d.wait_for_message(thread["id"], lambda m: m.content.startswith("echo"), after=said)
+    assert echo.content == "echo: hello [5]"
+
+
+async def test_modal_and_context_menu(sample_bot: Driver) -> None:
+    d = sample_bot
+    opened = await d.slash("form")
+    modal = await opened.modal()
+    assert modal["title"] == "Describe it" and [i["custom_id"] for i in modal["inputs"]] == ["prompt"]
+    submitted = await d.submit_modal(opened, {"prompt": "a dog"})
+    assert (await submitted.response()).content == "modal said: a dog"
+    target = await d.say("general", "look", files=[png(1, 1, (1, 2, 3))])
+    sized = await d.context_menu("Size", target)
+    reply = await sized.response()
+    assert reply.content == "1 attachments" and reply.ephemeral
+
+
+async def test_resume_replays_what_happened_while_offline(sample_bot: Driver) -> None:
+    d = sample_bot
+    async with d.offline():
+        said = await d.say(d.old_thread, "while you were away")
+    echo = await d.wait_for_message(d.old_thread, lambda m: m.content.startswith("echo"), after=said)
+    assert echo.content == "echo: while you were away []"
+    last = d.fake.gateway.connections[-1]
+    assert (last.path, last.kind) == ("/gateway-resume", "resume")
+    await d.drop_connection(abrupt=True)                  # no close frame at all: still resumes
+    assert d.fake.gateway.connections[-1].kind == "resume"
+
+
+async def test_discord_rules_reach_the_bot_as_discord_errors(sample_bot: Driver) -> None:
+    d = sample_bot
+    cases = {  # kind -> (slash kwargs, expected "status code")
+        "late": ({"ack_deadline": 0.1}, {"delay": 0.3}, "404 10062"),
+        "double": ({}, {}, "400 40060"),
+        "files11": ({}, {}, "413 40005"),
+        "bigfile": ({"attachment_size_limit": 1024}, {}, "413 40005"),
+        "long": ({}, {}, "400 50035"),
+        "expired": ({"token_lifetime": 0.2}, {"delay": 0.4}, "401 50027"),
+    }
+    mark = d.mark()
+    handles = {kind: await d.slash("stress", {"kind": kind, **opts}, **clocks)
+               for kind, (clocks, opts, _) in cases.items()}
+    for kind, (_, _, expected) in cases.items():
+        status, code = map(int, expected.split())
+        assert (await handles[kind].refused(code))[1:] == (status, code)
+        report = await d.wait_for_message("general", lambda m, k=kind: m.content.startswith(f"stress {k}:"),
+                                          after=mark)
+        assert report.content == f"stress {kind}: {expected}"
+    body = next(r.response for r in d.requests if r.code == 50035)
+    assert body["errors"]["data"]["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+
+
+async def test_faults_rate_limit_and_denied_threads(sample_bot: Driver) -> None:
+    d = sample_bot
+    d.rate_limit("POST /channels/{channel_id}/messages", retry_after=0.05)
+    said = await d.say(d.old_thread, "slow down")
+    await d.wait_for_message(d.old_thread, lambda m: m.content == "echo: slow down []", after=said)
+    assert any(r.status == 429 for r in d.errors())      # discord.py waited and retried
+    d.deny("art", "create_public_threads")
+    h = await d.slash("thread", {"name": "nope"}, channel="art")
+    await h.response()
+    await d.wait(lambda: any(r.route.endswith("/threads") and r.code == 50013 for r in d.errors()), 5,
+                 "the refused thread")
+    assert not [t for t in d.threads() if t["name"] == "nope"]
+
+
+async def test_persistent_button_after_restart(sample_bot: Driver) -> None:
+    d = sample_bot
+    drawn = await (await d.slash("draw", {"prompt": "keep"})).response(where=lambda m: m.attachments)
+    old = d.bot
+    await d.restart_bot()                                 # SIGTERM, then the same argv/cwd/env again
+    assert old.returncode == 0 and d.bot.pid != old.pid and d.fake.gateway.identifies == 2
+    clicked = await d.click(drawn, "sample:again")
+    reply = await clicked.response()
+    assert reply.content == f"again for {drawn.id} from pid {d.bot.pid}"
+
+
+async def test_nothing_unknown_was_asked(sample_bot: Driver) -> None:
+    sample_bot.assert_clean()
+
+
+# ---- Discord's rules over raw REST (no bot process) -------------------------------------------------
+
+async def test_limits_and_unknown_routes_over_rest(tmp_path) -> None:
+    async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession(
+            headers={"Authorization": f"Bot {d.world.bot_token}"}) as http:
+        url = f"{d.fake.api_url}/channels/{d.general}/messages"
+
+        async def post(payload: dict, files: int = 0, size: int = 1) -> tuple[int, dict]:
+            form = aiohttp.FormData(quote_fields=False)
+            form.add_field("payload_json", json.dumps(payload))
+            for i in range(files):
+                form.add_field(f"files[{i}]", b"x" * size, filename=f"{i}.txt")
+            async with http.post(url, data=form) as resp:
+                return resp.status, await resp.json()
+
+        assert (await post({"content": "x" * 2000}))[0] == 200
+        status, body = await post({"content": "x" * 2001})
+        assert (status, body["code"], body["message"]) == (400, 50035, "Invalid Form Body")
+        assert body["errors"]["content"]["_errors"][0]["code"] == "BASE_TYPE_MAX_LENGTH"
+        assert (await post({"content": "ten"}, files=10))[0] == 200
+        assert (await post({"content": "eleven"}, files=11)) == (413, {"message": "Request entity too large",
+                                                                       "code": 40005})
+        assert (await post({}, files=1, size=10 * 1024 * 1024 + 1))[1]["code"] == 40005
+        assert (await post({}))[1]["code"] == 50006          # empty message
+        d.reject_uploads()
+        assert (await post({}, files=1))[1]["code"] == 40005
+
+        async with http.get(f"{d.fake.api_url}/not/a/route") as resp:
+            assert resp.status == 404 and await resp.json() == {"message": "404: Not Found", "code": 0}
+        async with http.get(f"{d.fake.api_url}/channels/{d.general}/messages?limit=2") as resp:
+            history = await resp.json()
+        assert [m["content"] for m in history] == ["ten", "x" * 2000]   # newest first
+        assert [str(r) for r in d.unknown_routes] == ["GET /not/a/route -> 404"]
+        async with aiohttp.ClientSession() as anonymous, anonymous.get(url) as resp:
+            assert resp.status == 401
+
+
+async def test_tokens_expire_and_cdn_links_need_their_signature(tmp_path) -> None:
+    async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession() as http:
+        said = await d.say("general", "pic", files=[png(2, 2, (9, 9, 9))])
+        url = said.attachments[0].url
+        assert await d.fetch(url) == said.attachments[0].data
+        async with http.get(url.split("?")[0]) as resp:     # Discord refuses unsigned attachment links
+            assert resp.status == 404
+        record = d.fake.interactions.create(2, {"name": "x", "type": 1}, user_id=d.alice, channel_id=d.general)
+        cb = f"{d.fake.api_url}/interactions/{record.id}/{record.token}/callback"
+        hook = f"{d.fake.api_url}/webhooks/{d.application_id}/{record.token}"
+        async with http.post(cb, json={"type": 5}) as resp:
+            assert resp.status == 204
+        async with http.post(cb, json={"type": 5}) as resp:
+            assert (resp.status, (await resp.json())["code"]) == (400, 40060)
+        d.advance_clock(15 * 60 + 1)
+        async with http.patch(hook + "/messages/@original", json={"content": "late"}) as resp:
+            assert (resp.status, await resp.json()) == (401, {"message": "Invalid Webhook Token", "code": 50027})
+
+
+async def test_zlib_stream_frames_decode_with_discord_py() -> None:
+    encoder, decoder = Encoder("zlib-stream"), discord.utils._ZlibDecompressionContext()
+    for payload in ({"op": 10, "d": {"heartbeat_interval": 1}}, {"op": 11, "d": None}):
+        frame = encoder.encode(json.dumps(payload))
+        assert frame.endswith(b"\x00\x00\xff\xff") and json.loads(decoder.decompress(frame)) == payload
+    assert Encoder(None).encode("{}") == "{}"             # no compress= -> text frames
