@@ -201,6 +201,8 @@ class Gateway:
             conn.queue.put_nowait(None)
             if conn.session is not None and conn.session.connection is conn:
                 conn.session.connection = None
+                if ws.close_code in (1000, 1001):  # a clean close by the client ends the session
+                    conn.session.invalid = True
             self.world.notify()
         return ws
 

@@ -86,7 +86,8 @@ class Interactions:
             type=type_, channel_id=channel_id, user_id=user_id, created_at=world.clock.now(),
             ack_deadline=settings.ack_deadline if ack_deadline is None else ack_deadline,
             token_lifetime=settings.token_lifetime if token_lifetime is None else token_lifetime,
-            size_limit=settings.attachment_size_limit if size_limit is None else size_limit,
+            size_limit=size_limit if size_limit is not None else max(
+                settings.attachment_size_limit, world.filesize_limit() if world.guild_of(channel_id) else 0),
             name=data.get("name") or data.get("custom_id") or "",
             message_id=message.id if message else None)
         guild_id = world.guild_of(channel_id)
@@ -397,7 +398,8 @@ def modal_values(modal: dict[str, Any], values: dict[str, str]) -> list[dict[str
         elif item["type"] == 18:
             out["component"] = submit(item["component"])
         elif item["type"] == 4:
-            out.update({"custom_id": item["custom_id"], "value": values.get(item["custom_id"], item.get("value") or "")})
+            value = values.get(item["custom_id"], item.get("value") or "")
+            out.update({"custom_id": item["custom_id"], "value": value})
         elif item["type"] in (3, 5, 6, 7, 8):
             out.update({"custom_id": item["custom_id"], "values": list(values.get(item["custom_id"], []))})
         else:

@@ -13,7 +13,7 @@ from aiohttp import web
 from .discord_gateway import Gateway
 from .discord_messages import (MISSING_PERMISSIONS, Cdn, DiscordError, Upload, apply_edit, build_attachments,
                                check_message, form_error, new_message, read_body, unknown)
-from .discord_state import ChannelType, MessageFlags, MessageRecord, P, World, iso
+from .discord_state import DEFAULT_FILE_LIMIT, ChannelType, MessageFlags, MessageRecord, P, World, iso
 
 
 @dataclass
@@ -39,7 +39,8 @@ class ApiRequest:
         try:
             return int(self.params[name])
         except ValueError:
-            raise form_error((name,), "NUMBER_TYPE_COERCE", f"Value \"{self.params[name]}\" is not snowflake.") from None
+            value = self.params[name]
+            raise form_error((name,), "NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.') from None
 
 
 Handler = Callable[[ApiRequest], Awaitable[Any]]
@@ -54,7 +55,8 @@ class Route:
     regex: re.Pattern = field(init=False)
 
     def __post_init__(self) -> None:
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", re.escape(self.template).replace(r"\{", "{").replace(r"\}", "}"))
+        parts = re.split(r"\{(\w+)\}", self.template)  # literal, name, literal, name, ...
+        pattern = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
         self.regex = re.compile(f"^{pattern}$")
 
 
@@ -451,7 +453,7 @@ class Rest:
         world = self.world
         if uploads and not world.permissions_in(world.bot_id, channel_id) & P.ATTACH_FILES:
             raise DiscordError(*MISSING_PERMISSIONS)
-        limit = world.filesize_limit() if world.guild_of(channel_id) else world.settings.attachment_size_limit
+        limit = world.filesize_limit() if world.guild_of(channel_id) else DEFAULT_FILE_LIMIT
         check_message(world, body, uploads, size_limit=limit, creating=True, faults=self.faults)
         if world.is_thread(channel_id):
             self.writable_thread(channel_id)
@@ -479,8 +481,7 @@ class Rest:
         body, uploads = await req.body()
         if int(rec.data["author"]["id"]) != self.world.bot_id and set(body) - {"flags"}:
             raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
-        limit = self.world.filesize_limit() if self.world.guild_of(channel_id) \
-            else self.world.settings.attachment_size_limit
+        limit = self.world.filesize_limit() if self.world.guild_of(channel_id) else DEFAULT_FILE_LIMIT
         check_message(self.world, body, uploads, size_limit=limit, creating=False, faults=self.faults)
         return copy.deepcopy(self.messages.edit(rec, body, uploads).data)
 

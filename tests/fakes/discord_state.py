@@ -222,8 +222,8 @@ class World:
                   discriminator: str = "0") -> int:
         self.users[user_id] = {
             "id": str(user_id), "username": username, "discriminator": discriminator,
-            "global_name": global_name, "avatar": None, "bot": bot, "system": False,
-            "public_flags": 0, "flags": 0, "banner": None, "accent_color": None,
+            "global_name": global_name, "avatar": None, "bot": bot,
+            "public_flags": 0, "banner": None, "accent_color": None,
             "avatar_decoration_data": None, "collectibles": None, "primary_guild": None,
         }
         self.names[username] = user_id
@@ -427,7 +427,9 @@ class World:
             "id": str(self.application_id), "name": "Nano Test Bot", "icon": None, "description": "",
             "summary": "", "type": None, "bot_public": True, "bot_require_code_grant": False,
             "verify_key": "0" * 64, "owner": copy.deepcopy(self.users[self.carol]), "team": None,
-            "flags": (1 << 19) | (1 << 15),  # GATEWAY_MESSAGE_CONTENT(_LIMITED)-style: intent enabled
+            # GATEWAY_MESSAGE_CONTENT_LIMITED | GATEWAY_GUILD_MEMBERS_LIMITED | APPLICATION_COMMAND_BADGE:
+            # an unverified app with both privileged intents switched on in the Developer Portal.
+            "flags": (1 << 19) | (1 << 15) | (1 << 23),
             "redirect_uris": [], "interactions_endpoint_url": None, "tags": [],
             "install_params": None, "integration_types_config": {"0": {}},
             "approximate_guild_count": 1, "bot": copy.deepcopy(self.users[self.bot_id]),
@@ -435,7 +437,7 @@ class World:
 
     def me_payload(self) -> dict[str, Any]:
         me = copy.deepcopy(self.users[self.bot_id])
-        me.update({"verified": True, "mfa_enabled": False, "locale": "en-US", "email": None})
+        me.update({"verified": True, "mfa_enabled": False, "locale": "en-US", "email": None, "flags": 0})
         return me
 
     def filesize_limit(self) -> int:

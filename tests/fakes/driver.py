@@ -420,11 +420,12 @@ class Driver:
 
     # ---- what users do ---------------------------------------------------------------------------------
 
-    async def _human_pause(self, message: Message | None) -> None:
-        if message is None:
+    async def _human_pause(self, message: Message | None, since: float | None = None) -> None:
+        """Let a human's reaction time pass since the bot produced `message` (or since `since`)."""
+        if message is None and since is None:
             return
         delay = self._random.uniform(*self.human_delay)
-        age = self.world.clock.now() - message.record.updated_at
+        age = self.world.clock.now() - (since if since is not None else message.record.updated_at)
         if age < delay:
             await asyncio.sleep(delay - age)
 
@@ -521,6 +522,8 @@ class Driver:
     async def submit_modal(self, opened: Interaction, values: dict[str, str], *, user: Any = None) -> Interaction:
         """Fill in and submit the modal the bot opened in answer to `opened`."""
         modal = await opened.modal()
+        # discord.py stores the modal only after its callback request returns: give it a human moment.
+        await self._human_pause(None, since=opened.record.acked_at)
         data = {"custom_id": modal["custom_id"], "components": modal_values(modal, values)}
         user_id = self.world.resolve(user, "user") if user is not None else opened.record.user_id
         message = self.world.find_message(opened.record.message_id) if opened.record.message_id else None
