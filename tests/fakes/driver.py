@@ -14,11 +14,9 @@ only after its send request returns, so a click within microseconds could beat i
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import os
 import random
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -26,200 +24,16 @@ from typing import Any, Callable, Iterable, Sequence
 
 import aiohttp
 
-from .discord_interactions import (APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT,
-                                   InteractionRecord, modal_values)
+from .discord_interactions import APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, modal_values
+from .discord_process import BotProcess
 from .discord_server import FakeDiscord, RequestRecord
-from .discord_state import MessageFlags, MessageRecord, Settings
+from .discord_state import MessageRecord, Settings
+from .discord_views import Attachment, Interaction, Message, walk_components
+
+__all__ = ["Attachment", "BotProcess", "Driver", "Interaction", "Message", "Settings"]
 
 SITECUSTOMIZE_DIR = Path(__file__).resolve().parent / "sitecustomize_dir"
-_LIVE_PIDS: set[int] = set()
 
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """Last line of defence: never leave a bot process behind, even if a test forgot to close."""
-    for pid in list(_LIVE_PIDS):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-# ---- views over the fake's records ------------------------------------------------------------------
-
-class Attachment:
-    def __init__(self, fake: FakeDiscord, data: dict[str, Any]) -> None:
-        self._fake, self.raw = fake, data
-        self.id = int(data["id"])
-        self.filename: str = data["filename"]
-        self.url: str = data["url"]
-        self.proxy_url: str = data["proxy_url"]
-        self.size: int = data["size"]
-        self.content_type: str | None = data.get("content_type")
-        self.width: int | None = data.get("width")
-        self.height: int | None = data.get("height")
-
-    @property
-    def data(self) -> bytes:
-        """The stored bytes (what the CDN URL serves)."""
-        return self._fake.world.files[self.id].data
-
-    def __repr__(self) -> str:
-        return f"<Attachment {self.filename} {self.size}B {self.content_type}>"
-
-
-class Message:
-    """A live view of a stored message: attributes show its current state (edits included)."""
-
-    def __init__(self, fake: FakeDiscord, record: MessageRecord) -> None:
-        self._fake, self.record = fake, record
-
-    id = property(lambda self: self.record.id)
-    channel_id = property(lambda self: self.record.channel_id)
-    data = property(lambda self: self.record.data)
-    content: str = property(lambda self: self.record.data["content"])  # type: ignore[assignment]
-    author_id = property(lambda self: int(self.record.data["author"]["id"]))
-    flags = property(lambda self: int(self.record.data["flags"]))
-    embeds = property(lambda self: self.record.data["embeds"])
-    components = property(lambda self: self.record.data["components"])
-    deleted = property(lambda self: self.record.deleted)
-    ephemeral = property(lambda self: self.record.ephemeral)
-    loading = property(lambda self: bool(self.flags & MessageFlags.LOADING))
-    edits = property(lambda self: len(self.record.history))
-
-    @property
-    def attachments(self) -> list[Attachment]:
-        return [Attachment(self._fake, a) for a in self.record.data["attachments"]]
-
-    @property
-    def thread_id(self) -> int | None:
-        """The thread started from this message, if any (its id equals the message id)."""
-        return self.id if self.id in self._fake.world.channels and self._fake.is_thread(self.id) else None
-
-    def buttons(self) -> list[dict[str, Any]]:
-        return [c for c in _walk(self.components) if c.get("type") == 2]
-
-    def __repr__(self) -> str:
-        return f"<Message {self.id} in {self.channel_id} by {self.author_id}: {self.content[:60]!r}>"
-
-
-def _walk(components: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    for c in components:
-        yield c
-        yield from _walk(c.get("components") or [])
-        for key in ("component", "accessory"):
-            if isinstance(c.get(key), dict):
-                yield from _walk([c[key]])
-
-
-class Interaction:
-    """What a test holds after acting: acknowledgement, original response, followups, modal."""
-
-    def __init__(self, driver: Driver, record: InteractionRecord) -> None:
-        self._driver, self.record = driver, record
-
-    id = property(lambda self: self.record.id)
-    channel_id = property(lambda self: self.record.channel_id)
-    ack_type = property(lambda self: self.record.ack_type)
-    ack_latency = property(lambda self: self.record.ack_latency)  # seconds from dispatch to acknowledgement
-    errors = property(lambda self: list(self.record.errors))     # (route, status, code) the fake refused
-
-    async def ack(self, timeout: float = 10) -> int:
-        """Wait for the acknowledgement; returns the callback type (4, 5, 6, 7, 8, 9)."""
-        return await self._driver.wait(lambda: self.record.ack_type, timeout, f"ack of interaction {self.id}")
-
-    async def response(self, where: Callable[[Message], Any] | None = None, timeout: float = 10) -> Message:
-        """The original response once it is no longer "thinking" and `where` (if given) holds."""
-        def check() -> Message | None:
-            rec = self._driver.fake.world.find_message(self.record.original_id or 0)
-            if rec is None or rec.deleted:
-                return None
-            msg = Message(self._driver.fake, rec)
-            return msg if not msg.loading and (where is None or where(msg)) else None
-        return await self._driver.wait(check, timeout, f"original response of interaction {self.id}")
-
-    @property
-    def followups(self) -> list[Message]:
-        world = self._driver.fake.world
-        return [Message(self._driver.fake, world.find_message(i)) for i in self.record.followup_ids]
-
-    async def followup(self, index: int = 0, where: Callable[[Message], Any] | None = None,
-                       timeout: float = 10) -> Message:
-        def check() -> Message | None:
-            found = [m for m in self.followups if not m.deleted and (where is None or where(m))]
-            return found[index] if len(found) > index else None
-        return await self._driver.wait(check, timeout, f"followup #{index} of interaction {self.id}")
-
-    async def modal(self, timeout: float = 10) -> dict[str, Any]:
-        """The modal the bot answered with: {"title", "custom_id", "components", "inputs": [...]}."""
-        modal = await self._driver.wait(lambda: self.record.modal, timeout, f"modal from interaction {self.id}")
-        inputs = [c for c in _walk(modal["components"]) if c.get("type") == 4]
-        labels = {id(c["component"]): c.get("label") for c in _walk(modal["components"])
-                  if c.get("type") == 18 and isinstance(c.get("component"), dict)}
-        for c in inputs:
-            c.setdefault("label", labels.get(id(c)))
-        return {**modal, "inputs": inputs}
-
-    async def refused(self, code: int | None = None, timeout: float = 10) -> tuple[str, int, int]:
-        """Wait until the fake refuses a request for this interaction (optionally with `code`)."""
-        def check() -> tuple[str, int, int] | None:
-            return next((e for e in self.record.errors if code is None or e[2] == code), None)
-        return await self._driver.wait(check, timeout, f"refusal {code} for interaction {self.id}")
-
-    def __repr__(self) -> str:
-        return f"<Interaction {self.id} {self.record.name!r} ack={self.ack_type}>"
-
-
-class BotProcess:
-    """One run of the bot: a subprocess whose stdout+stderr go to `log_path`."""
-
-    def __init__(self, argv: Sequence[str], cwd: str | Path, env: dict[str, str], log_path: Path,
-                 user_env: dict[str, str] | None = None) -> None:
-        self.argv, self.cwd, self.env, self.log_path = list(argv), Path(cwd), env, log_path
-        self.user_env = dict(user_env or {})  # what the test passed, reused by restart_bot
-        self.proc: asyncio.subprocess.Process | None = None
-        self._watch: asyncio.Task | None = None
-
-    async def start(self, on_exit: Callable[[], None]) -> None:
-        with open(self.log_path, "wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(*self.argv, cwd=self.cwd, env=self.env,
-                                                             stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                                                             stderr=asyncio.subprocess.STDOUT)
-        _LIVE_PIDS.add(self.proc.pid)
-
-        async def watch() -> None:
-            await self.proc.wait()
-            _LIVE_PIDS.discard(self.proc.pid)
-            on_exit()
-        self._watch = asyncio.create_task(watch())
-
-    pid = property(lambda self: self.proc.pid if self.proc else None)
-    returncode = property(lambda self: self.proc.returncode if self.proc else None)
-    running = property(lambda self: self.proc is not None and self.proc.returncode is None)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    async def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
-        if self.running:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._watch), timeout)
-            except asyncio.TimeoutError:
-                await self.kill()
-        return await self._wait()
-
-    async def kill(self) -> int:
-        if self.running:
-            self.proc.kill()
-        return await self._wait()
-
-    async def _wait(self) -> int:
-        if self._watch is not None:
-            await asyncio.shield(self._watch)
-        return self.returncode if self.returncode is not None else 0
-
-
-# ---- the driver ----------------------------------------------------------------------------------------
 
 class Driver:
     """Starts the fake Discord and the bot process, and acts as Discord's users."""
@@ -512,7 +326,7 @@ class Driver:
         """Choose values in a string select menu on a message."""
         message = self._message(message)
         await self._human_pause(message)
-        menu = next((c for c in _walk(message.components) if c.get("custom_id") == custom_id), None)
+        menu = next((c for c in walk_components(message.components) if c.get("custom_id") == custom_id), None)
         if menu is None or menu.get("type") != 3:
             raise LookupError(f"no string select {custom_id!r} on {message}")
         data = {"custom_id": custom_id, "component_type": 3, "values": list(values), "id": menu.get("id")}
