@@ -53,7 +53,8 @@ class BotProcess:
     async def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
         if self.running:
-            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(self._watch), timeout)
             except asyncio.TimeoutError:
@@ -62,7 +63,8 @@ class BotProcess:
 
     async def kill(self) -> int:
         if self.running:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
         return await self._wait()
 
     async def _wait(self) -> int:

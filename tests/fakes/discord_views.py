@@ -88,9 +88,20 @@ class Interaction:
     ack_latency = property(lambda self: self.record.ack_latency)  # seconds from dispatch to acknowledgement
     errors = property(lambda self: list(self.record.errors))     # (route, status, code) the fake refused
 
+    def _state(self) -> str:
+        rec = self.record
+        sent = "sent" if rec.dispatched_at is not None else "never sent (was the bot connected?)"
+        return f"INTERACTION_CREATE {sent}, ack type {rec.ack_type}, refusals {rec.errors}"
+
+    async def _wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        try:
+            return await self._driver.wait(check, timeout, f"{what} of interaction {self.id} ({self.record.name})")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; {self._state()}") from None
+
     async def ack(self, timeout: float = 10) -> int:
         """Wait for the acknowledgement; returns the callback type (4, 5, 6, 7, 8, 9)."""
-        return await self._driver.wait(lambda: self.record.ack_type, timeout, f"ack of interaction {self.id}")
+        return await self._wait(lambda: self.record.ack_type, timeout, "the acknowledgement")
 
     async def response(self, where: Callable[[Message], Any] | None = None, timeout: float = 10) -> Message:
         """The original response once it is no longer "thinking" and `where` (if given) holds."""
@@ -100,7 +111,7 @@ class Interaction:
                 return None
             msg = Message(self._driver.fake, rec)
             return msg if not msg.loading and (where is None or where(msg)) else None
-        return await self._driver.wait(check, timeout, f"original response of interaction {self.id}")
+        return await self._wait(check, timeout, "the original response")
 
     @property
     def followups(self) -> list[Message]:
@@ -112,11 +123,11 @@ class Interaction:
         def check() -> Message | None:
             found = [m for m in self.followups if not m.deleted and (where is None or where(m))]
             return found[index] if len(found) > index else None
-        return await self._driver.wait(check, timeout, f"followup #{index} of interaction {self.id}")
+        return await self._wait(check, timeout, f"followup #{index}")
 
     async def modal(self, timeout: float = 10) -> dict[str, Any]:
         """The modal the bot answered with: {"title", "custom_id", "components", "inputs": [...]}."""
-        modal = await self._driver.wait(lambda: self.record.modal, timeout, f"modal from interaction {self.id}")
+        modal = await self._wait(lambda: self.record.modal, timeout, "the modal")
         inputs = [c for c in walk_components(modal["components"]) if c.get("type") == 4]
         labels = {id(c["component"]): c.get("label") for c in walk_components(modal["components"])
                   if c.get("type") == 18 and isinstance(c.get("component"), dict)}
@@ -128,7 +139,7 @@ class Interaction:
         """Wait until the fake refuses a request for this interaction (optionally with `code`)."""
         def check() -> tuple[str, int, int] | None:
             return next((e for e in self.record.errors if code is None or e[2] == code), None)
-        return await self._driver.wait(check, timeout, f"refusal {code} for interaction {self.id}")
+        return await self._wait(check, timeout, f"a refusal ({code})")
 
     def __repr__(self) -> str:
         return f"<Interaction {self.id} {self.record.name!r} ack={self.ack_type}>"

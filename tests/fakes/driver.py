@@ -60,7 +60,10 @@ class Driver:
     async def close(self) -> None:
         try:
             for run in self.runs:
-                await run.stop(timeout=5)
+                try:
+                    await run.stop(timeout=5)
+                except Exception:  # keep stopping the others; SIGKILL as a last resort
+                    await run.kill()
         finally:
             await self.fake.stop()
             if self._tmp is not None:
