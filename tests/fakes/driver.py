@@ -118,12 +118,8 @@ class Driver:
         """Launch the bot (default: `python bot.py` in the repo root) redirected to this fake."""
         if self.bot is not None and self.bot.running:
             raise RuntimeError("a bot process is already running; stop_bot() first")
-        base = dict(os.environ)
-        base.update(env or {})
-        base.update(self.env)
+        base = {**os.environ, **self.env, **(env or {})}  # the test's env wins (e.g. a bad token on purpose)
         base["PYTHONPATH"] = os.pathsep.join(p for p in (str(SITECUSTOMIZE_DIR), base.get("PYTHONPATH")) if p)
-        if env and "DISCORD_TOKEN" in env:
-            base["DISCORD_TOKEN"] = env["DISCORD_TOKEN"]  # a test may want a bad token on purpose
         argv = list(argv or [sys.executable, "bot.py"])
         cwd = cwd or Path(__file__).resolve().parents[2]
         self.bot = BotProcess(argv, cwd, base, self.log_dir / f"bot-{len(self.runs) + 1}.log", env)
