@@ -2,15 +2,18 @@
 against the fake Discord, plus Discord's rules checked over raw REST."""
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import os
+import sys
 
 import aiohttp
 import discord.utils
 import pytest
 
 from fakes.discord_gateway import Encoder
-from fakes.driver import Driver
+from fakes.driver import SITECUSTOMIZE_DIR, Driver
 from fakes.fixtures import sample_bot  # noqa: F401 - module-scoped fixture
 from fakes.sample_bot import png
 
@@ -238,6 +241,21 @@ async def test_interaction_webhooks_over_rest(tmp_path) -> None:
             assert resp.status == 204
         async with http.get(hook + f"/messages/{extra['id']}") as resp:
             assert (await resp.json())["code"] == 10008
+
+
+async def test_sitecustomize_redirects_only_when_asked() -> None:
+    probe = ("import discord.http as h, discord.gateway as g, discord.asset as a;"
+             "h._set_api_version(9); print(h.Route.BASE, g.DiscordWebSocket.DEFAULT_GATEWAY, a.Asset.BASE)")
+
+    async def run(**env: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", probe, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(SITECUSTOMIZE_DIR), **env})
+        return (await proc.communicate())[0].decode().strip()
+
+    assert await run(FAKE_DISCORD_URL="http://127.0.0.1:9", FAKE_DISCORD_CDN="http://localhost:9") == \
+        "http://127.0.0.1:9/api/v9 ws://127.0.0.1:9/gateway http://localhost:9"
+    assert (await run()).startswith("https://discord.com/api/v9 wss://gateway.discord.gg/")
 
 
 async def test_zlib_stream_frames_decode_with_discord_py() -> None:

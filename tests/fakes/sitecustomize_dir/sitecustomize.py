@@ -99,6 +99,7 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module) -> None:  # noqa: ANN001
         self._wrapped.exec_module(module)
         sys.meta_path.remove(self)
+        module.__loader__ = module.__spec__.loader = self._wrapped  # leave no trace of the hook
         _patch(module)
 
 
