@@ -154,6 +154,8 @@ class Gateway:
 
     def _filter(self, session: Session, event: str, data: dict[str, Any]) -> dict[str, Any] | None:
         intents, world = session.intents, self.world
+        if event.startswith("GUILD_MEMBER_") and not intents & Intents.GUILD_MEMBERS:
+            return None
         if event.startswith(GUILD_EVENTS_NEED_GUILDS) and not intents & Intents.GUILDS:
             return None
         if event.startswith("MESSAGE_REACTION"):

@@ -176,7 +176,7 @@ class Interactions:
             att = self.cdn.store(data, filename, channel_id=channel_id, ephemeral_for=interaction_id)
             resolved.setdefault("attachments", {})[att["id"]] = att
             return att["id"]
-        if kind in (6, 9) and not (kind == 9 and world.resolve(value) in world.roles):
+        if kind in (6, 9) and not (kind == 9 and self._is_role(value)):
             user_id = world.resolve(value, "user")
             resolved.setdefault("users", {})[str(user_id)] = copy.deepcopy(world.users[user_id])
             if user_id in world.members and world.guild_of(channel_id):
@@ -184,7 +184,7 @@ class Interactions:
                 resolved.setdefault("members", {})[str(user_id)] = member
             return str(user_id)
         if kind in (8, 9):
-            role_id = world.resolve(value if not str(value).startswith("role:") else value, "role")
+            role_id = world.resolve(value, "role")
             resolved.setdefault("roles", {})[str(role_id)] = copy.deepcopy(world.roles[role_id])
             return str(role_id)
         if kind == 7:
@@ -198,6 +198,12 @@ class Interactions:
         if choices and converted not in [c["value"] for c in choices]:
             raise ValueError(f"option {spec['name']!r}: {value!r} is not one of {[c['value'] for c in choices]}")
         return converted
+
+    def _is_role(self, value: Any) -> bool:
+        try:
+            return self.world.resolve(value, "role") in self.world.roles
+        except KeyError:
+            return False
 
     # ---- helpers for the routes -------------------------------------------------------------------
 

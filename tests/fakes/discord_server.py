@@ -276,6 +276,29 @@ class FakeDiscord:
     def delete_channel(self, channel_id: int) -> None:
         remove_channel(self.rest, channel_id)
 
+    def add_role(self, name: str, permissions: int = 0) -> int:
+        """A new guild role (GUILD_ROLE_CREATE)."""
+        world = self.world
+        role_id = world._add_role(world.snowflake(), name, permissions, position=len(world.roles), name_key=name)
+        self.gateway.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(world.guild_id),
+                                                    "role": copy.deepcopy(world.roles[role_id])})
+        world.notify()
+        return role_id
+
+    def add_user(self, username: str, *, member: bool = True, roles: list[int] = ()) -> int:
+        """A new user, by default a guild member with `roles` (GUILD_MEMBER_ADD)."""
+        world = self.world
+        if username in world.names:
+            raise ValueError(f"name {username!r} is taken")
+        user_id = world._add_user(world.snowflake(), username, global_name=username.title())
+        if member:
+            world._add_member(user_id, list(roles))
+            event = world.member_payload(user_id)
+            event["guild_id"] = str(world.guild_id)
+            self.gateway.dispatch("GUILD_MEMBER_ADD", event)
+        world.notify()
+        return user_id
+
     def deny(self, channel_id: int, *permissions: str, user_id: int | None = None) -> None:
         """Deny permissions (names like "attach_files") to the bot in a channel; CHANNEL_UPDATE tells it."""
         bits = 0

@@ -241,7 +241,7 @@ class World:
             role["tags"] = tags
         self.roles[role_id] = role
         if name_key:
-            self.names["role:" + name_key] = role_id
+            self.names["role:" + name_key.lower()] = role_id
         return role_id
 
     def _add_member(self, user_id: int, roles: list[int]) -> None:
@@ -288,6 +288,8 @@ class World:
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             return int(ref)
         key = ref.lstrip("#@")
+        if kind == "role" and "role:" + key.lower() in self.names:
+            return self.names["role:" + key.lower()]
         if key in self.names:
             return self.names[key]
         for channel_id, channel in self.channels.items():  # threads created at runtime, by name

@@ -27,7 +27,7 @@ import aiohttp
 from .discord_interactions import APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, modal_values
 from .discord_process import BotProcess
 from .discord_server import FakeDiscord, RequestRecord
-from .discord_state import MessageRecord, Settings
+from .discord_state import MessageRecord, P, Settings
 from .discord_views import Attachment, Interaction, Message, walk_components
 
 __all__ = ["Attachment", "BotProcess", "Driver", "Interaction", "Message", "Settings"]
@@ -87,6 +87,17 @@ class Driver:
     bob = property(lambda self: self.world.bob)                 # plain member
     carol = property(lambda self: self.world.carol)             # guild owner (no roles)
     cdn_host = property(lambda self: self.fake.cdn_host)        # host of attachment URLs
+
+    def add_user(self, name: str, *, member: bool = True, roles: Iterable[Any] = ()) -> int:
+        """Another user (a guild member unless member=False) with roles given by id or name."""
+        return self.fake.add_user(name, member=member, roles=[self.world.resolve(r, "role") for r in roles])
+
+    def add_role(self, name: str, *permissions: str) -> int:
+        """A new role with named permissions ("manage_guild", "send_messages", ...: discord_state.P)."""
+        bits = 0
+        for perm in permissions:
+            bits |= getattr(P, perm.upper())
+        return self.fake.add_role(name, bits)
 
     def dm(self, user: Any) -> int:
         """The bot's DM channel with a user."""
