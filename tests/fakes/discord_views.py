@@ -41,7 +41,7 @@ class Message:
     id = property(lambda self: self.record.id)
     channel_id = property(lambda self: self.record.channel_id)
     data = property(lambda self: self.record.data)
-    content: str = property(lambda self: self.record.data["content"])  # type: ignore[assignment]
+    content = property(lambda self: self.record.data["content"])
     author_id = property(lambda self: int(self.record.data["author"]["id"]))
     flags = property(lambda self: int(self.record.data["flags"]))
     embeds = property(lambda self: self.record.data["embeds"])
@@ -50,6 +50,9 @@ class Message:
     ephemeral = property(lambda self: self.record.ephemeral)
     loading = property(lambda self: bool(self.flags & MessageFlags.LOADING))
     edits = property(lambda self: len(self.record.history))
+    # On the fake's clock (`driver.world.clock.now()`), like Interaction.dispatched_at / acked_at.
+    created_at = property(lambda self: self.record.created_at)
+    updated_at = property(lambda self: self.record.updated_at)
 
     @property
     def attachments(self) -> list[Attachment]:
@@ -86,6 +89,8 @@ class Interaction:
     channel_id = property(lambda self: self.record.channel_id)
     ack_type = property(lambda self: self.record.ack_type)
     ack_latency = property(lambda self: self.record.ack_latency)  # seconds from dispatch to acknowledgement
+    dispatched_at = property(lambda self: self.record.dispatched_at)  # fake clock: INTERACTION_CREATE sent
+    acked_at = property(lambda self: self.record.acked_at)
     errors = property(lambda self: list(self.record.errors))     # (route, status, code) the fake refused
 
     def _state(self) -> str:
