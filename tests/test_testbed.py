@@ -242,6 +242,20 @@ async def test_interaction_webhooks_over_rest(tmp_path) -> None:
         async with http.get(hook + f"/messages/{extra['id']}") as resp:
             assert (await resp.json())["code"] == 10008
 
+        # Components: 7 updates the clicked message at once; 6 defers, then @original edits that message.
+        clicked = d.world.find_message(first.original_id)
+        for ctype, content in ((7, "updated"), (6, "edited later")):
+            rec = d.fake.interactions.create(3, {"custom_id": "c", "component_type": 2}, user_id=d.bob,
+                                             channel_id=d.general, message=clicked)
+            cb = f"{d.fake.api_url}/interactions/{rec.id}/{rec.token}/callback"
+            async with http.post(cb, json={"type": ctype, "data": {"content": content} if ctype == 7 else {}}):
+                pass
+            if ctype == 6:
+                hook = f"{d.fake.api_url}/webhooks/{d.application_id}/{rec.token}/messages/@original"
+                async with http.patch(hook, json={"content": content}) as resp:
+                    assert (await resp.json())["id"] == str(clicked.id)
+            assert clicked.data["content"] == content and rec.ack_type == ctype
+
 
 async def test_sitecustomize_redirects_only_when_asked() -> None:
     probe = ("import discord.http as h, discord.gateway as g, discord.asset as a;"
