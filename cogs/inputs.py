@@ -94,6 +94,10 @@ def image_attachments(message: discord.Message) -> list[discord.Attachment]:
 
 
 def _is_discord_url(url: str, settings: Settings) -> bool:
+    """Only Discord's own attachment hosts (DISCORD_ATTACHMENT_HOSTS), over https; plain http is
+    accepted for a loopback test double only."""
     parts = urlsplit(url)
-    return parts.scheme in ("https", "http") and parts.netloc.lower() in settings.attachment_hosts \
-        and (parts.scheme == "https" or parts.hostname in ("127.0.0.1", "localhost"))
+    host = (parts.hostname or "").lower()
+    if host not in settings.attachment_hosts:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and host in ("localhost", "127.0.0.1"))
