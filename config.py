@@ -45,6 +45,7 @@ class Settings:
     status_interval: float = 3.0  # seconds between status line updates
     shutdown_grace: float = 30.0  # seconds running jobs get to finish on SIGTERM
     lag_probe: bool = False  # measure event-loop stalls (benchmark only)
+    lag_probe_file: str | None = None  # with lag_probe: append every stall of 1 ms or more here
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Settings:
@@ -85,6 +86,7 @@ class Settings:
             status_interval=reader.float("STATUS_INTERVAL_SECONDS", 3.0),
             shutdown_grace=reader.float("SHUTDOWN_GRACE_SECONDS", 30.0),
             lag_probe=reader.bool("LAG_PROBE", False),
+            lag_probe_file=env.get("LAG_PROBE_FILE", "").strip() or None,
         )
         if problems:
             raise ConfigError("\n".join(problems))
