@@ -187,7 +187,7 @@ class Storage:
         return Conversation(row["id"], row["channel_id"], row["guild_id"], row["owner_id"],
                             row["head_turn_id"], json.loads(row["settings"]))
 
-    async def attach_channel(self, conversation_id: int, channel_id: int) -> None:
+    async def attach_channel(self, conversation_id: int, channel_id: int | None) -> None:
         await self._write([("UPDATE conversations SET channel_id = ?, updated_at = ? WHERE id = ?",
                             (channel_id, time.time(), conversation_id))])
 

@@ -16,7 +16,7 @@ import discord
 from PIL import Image
 
 from config import Settings
-from providers.images import sniff_mime
+from providers.images import image_size, sniff_mime
 from providers.models import ImageData
 
 ACCEPTED = ("image/png", "image/jpeg", "image/webp", "image/gif")
@@ -68,6 +68,9 @@ def decode_image(data: bytes, filename: str, max_pixels: int) -> ImageData:
     mime = sniff_mime(data)
     if mime not in ACCEPTED:
         raise InputError(f"`{filename}` is not an image the model can read (PNG, JPEG, WebP or GIF).")
+    size = image_size(data)  # from the header, before Pillow allocates anything
+    if size and size[0] * size[1] > max_pixels:
+        raise InputError(f"`{filename}` is {size[0]}×{size[1]} pixels; the limit is {max_pixels / 1e6:.0f} megapixels.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

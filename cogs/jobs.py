@@ -231,13 +231,15 @@ class JobRunner:
         channel = job.reply.channel
         if conv.channel_id is not None or not self.settings.threads or not isinstance(channel, discord.TextChannel):
             return
+        # A thread started on a message takes that message's id: claim it before the thread exists,
+        # so a member's first message in the new thread already finds its conversation.
+        await self.bot.storage.attach_channel(conv.id, message.id)
         try:
-            thread = await channel.create_thread(name=render._trim(job.spec.prompt, 90) or "Image",
-                                                 message=message, auto_archive_duration=1440)
+            await channel.create_thread(name=render._trim(job.spec.prompt, 90) or "Image", message=message,
+                                        auto_archive_duration=1440)
         except discord.HTTPException as exc:
             log.warning("could not start a thread on %s: %s", message.id, exc.status)
-            return
-        await self.bot.storage.attach_channel(conv.id, thread.id)
+            await self.bot.storage.attach_channel(conv.id, None)
 
     async def _finish_failed(self, job: Job, status: str, text: str, *, retry: bool = False) -> None:
         try:

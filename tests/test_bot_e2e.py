@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import sys
+
+from PIL import Image
 
 import pytest
 import pytest_asyncio
@@ -26,6 +29,8 @@ def bot_env(d: Driver, gw: FakeGateway, data_dir, **extra) -> dict[str, str]:
         "DATA_DIR": str(data_dir),
         "DISCORD_ATTACHMENT_HOSTS": d.cdn_host,
         "STATUS_INTERVAL_SECONDS": "0.3",
+        "MAX_IMAGE_BYTES": str(3 * 2**20),
+        "MAX_IMAGE_PIXELS": "20000000",
         **gw.provider_env("mule", "mulerun", API_KEY),
         "PROVIDERS": "mule",
     }
@@ -133,6 +138,12 @@ async def test_bad_inputs_get_an_ephemeral_answer_and_no_provider_call(world):
         ({"prompt": "fix", "image": ("notes.png", b"just some text, not a picture")}, "not an image"),
         ({"prompt": "fix", "image": ("cut.png", png((300, 300))[:200])}, "damaged or truncated"),
     ]
+    bomb = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(bomb, format="PNG")  # ~20 KB on disk, 144 megapixels
+    cases += [
+        ({"prompt": "fix", "image": ("huge.png", b"\x89PNG" + bytes(3 * 2**20 + 10))}, "images may be at most 3 MiB"),
+        ({"prompt": "fix", "image": ("bomb.png", bomb.getvalue())}, "the limit is 20 megapixels"),
+    ]
     for options, expected in cases:
         command = "edit" if "image" in options else "imagine"
         h = await d.slash(command, options)
@@ -146,3 +157,148 @@ async def ephemeral_answer(h):
     if await h.ack() == 4:
         return await h.response()
     return await h.followup(0)
+
+
+MODEL = "gemini-2.5-flash-image-preview"
+
+
+def last_user_text(request) -> str:
+    content = request.json["messages"][-1]["content"]
+    return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+
+
+def answer_with(gw: FakeGateway, color, delay: float = 0.0) -> bytes:
+    """Queue one answer carrying a distinct image; return that image's bytes."""
+    gw.image = make_png((32, 32), color=color)
+    reply = gw.chat_answer(MODEL, stream=False)
+    reply.delay = delay
+    gw.enqueue(reply)
+    return gw.image
+
+
+async def start_in_thread(d: Driver, prompt: str):
+    h = await d.slash("imagine", {"prompt": prompt})
+    msg = await h.response(where=result_of, timeout=15)
+    thread = await d.wait_for_thread(lambda t: int(t["id"]) == msg.id)
+    return msg, thread
+
+
+async def test_reroll_vary_and_4k_buttons(world):
+    d, gw = world
+    first, thread = await start_in_thread(d, "a lighthouse")
+    # Reroll on the channel message: the same request again, answered inside the thread.
+    before, mark = len(gw.requests), d.mark()
+    click = await d.click(first, label="Reroll")
+    note = await click.response()
+    assert note.ephemeral and "Working on it in" in note.content
+    rerolled = await d.wait_for_message(thread, result_of, after=mark, timeout=15)
+    assert last_user_text(gw.requests[before]).startswith("a lighthouse")
+    assert rerolled.buttons()[0]["label"] == "Reroll"
+    # Vary on the thread's result: a variation request that carries the image being varied.
+    before, mark = len(gw.requests), d.mark()
+    varied_click = await d.click(rerolled, label="Vary")
+    assert await varied_click.ack() == 5
+    varied = await varied_click.response(where=result_of, timeout=15)
+    assert varied.channel_id == thread_id(thread)
+    assert "variation" in last_user_text(gw.requests[before])
+    assert rerolled.attachments[0].data in sent_images(gw.requests[before])
+    # 4K: the same request at 4K (MuleRun documents no size field, so the hint is in the prompt).
+    before = len(gw.requests)
+    upscale = await d.click(varied, label="4K")
+    result = await upscale.response(where=result_of, timeout=15)
+    assert "4K" in last_user_text(gw.requests[before]) and "4K" in result.content
+
+
+def thread_id(thread) -> int:
+    return int(thread["id"])
+
+
+async def test_continue_from_here_branches_the_thread(world):
+    d, gw = world
+    first, thread = await start_in_thread(d, "a castle")
+    mark = d.mark()
+    await d.say(thread, "add a dragon")
+    second = await d.wait_for_message(thread, result_of, after=mark, timeout=15)
+    assert second.attachments[0].data == gw.image
+    branch = await d.click(first, label="Continue from here")
+    assert "builds on this image" in (await branch.response()).content
+    before, mark = len(gw.requests), d.mark()
+    await d.say(thread, "make it night")
+    await d.wait_for_message(thread, result_of, after=mark, timeout=15)
+    request = gw.requests[before]
+    texts = " ".join(m["content"] if isinstance(m["content"], str) else " ".join(
+        p.get("text", "") for p in m["content"]) for m in request.json["messages"])
+    assert "a castle" in texts and "add a dragon" not in texts
+    assert first.attachments[0].data in sent_images(request)
+
+
+async def test_cancel_stops_a_running_job(world):
+    d, gw = world
+    answer_with(gw, (5, 5, 5), delay=5)
+    h = await d.slash("imagine", {"prompt": "slow picture"})
+    status = await h.response(where=lambda m: any(b["label"] == "Cancel" for b in m.buttons()))
+    assert "Generating" in status.content
+    click = await d.click(status, label="Cancel")
+    assert await click.ack() == 6
+    final = await h.response(where=lambda m: "Cancelled" in m.content, timeout=10)
+    assert not final.attachments and not final.buttons()
+
+
+async def test_ack_is_immediate_while_the_provider_is_slow(world):
+    d, gw = world
+    image = answer_with(gw, (7, 70, 170), delay=3.5)
+    h = await d.slash("imagine", {"prompt": "patience"})
+    assert await h.ack() == 5
+    assert h.ack_latency < 1.0  # Discord's hard limit is 3 s; the bot defers at once
+    msg = await h.response(where=result_of, timeout=20)
+    assert msg.attachments[0].data == image
+
+
+async def test_turns_of_one_thread_run_in_order_while_threads_run_in_parallel(world):
+    d, gw = world
+    _, thread_a = await start_in_thread(d, "thread a")
+    _, thread_b = await start_in_thread(d, "thread b")
+    base = len(gw.requests)
+    images = [answer_with(gw, (40 * i, 10, 10), delay=0.4) for i in range(1, 5)]
+    mark = d.mark()
+    for n in (1, 2, 3):
+        await d.say(thread_a, f"a{n}")
+    await d.say(thread_b, "b1")
+    answers_a = await d.wait_for_messages(thread_a, 3, result_of, after=mark, timeout=20)
+    answer_b = await d.wait_for_message(thread_b, result_of, after=mark, timeout=20)
+    requests = gw.requests[base:base + 4]
+    served = {last_user_text(r).split()[0]: (r, images[i]) for i, r in enumerate(requests)}
+    # a2 was built after a1's answer (it carries a1's image), a3 after a2's: one at a time, in order.
+    assert served["a1"][1] in sent_images(served["a2"][0])
+    assert served["a2"][1] in sent_images(served["a3"][0])
+    assert [m.attachments[0].data for m in answers_a] == [served[k][1] for k in ("a1", "a2", "a3")]
+    # b1 did not wait for thread a: it was sent to the gateway before a2 (a2 had to wait for a1).
+    assert requests.index(served["b1"][0]) < requests.index(served["a2"][0])
+    assert answer_b.updated_at < answers_a[2].updated_at
+
+
+async def test_4k_result_over_the_upload_limit_is_reencoded_to_fit(world):
+    from images import noisy_png
+
+    d, gw = world
+    gw.image = noisy_png((2100, 1800))
+    assert len(gw.image) > 10 * 2**20
+    h = await d.slash("imagine", {"prompt": "a huge noisy picture", "resolution": "4K"})
+    msg = await h.response(where=result_of, timeout=60)
+    [att] = msg.attachments
+    assert att.size <= 10 * 2**20 and att.filename.endswith(".jpg") and att.data[:3] == b"\xff\xd8\xff"
+    assert (att.width, att.height) == (2100, 1800)
+    assert "re-encoded as JPG" in msg.content
+    gw.image = make_png((96, 64))
+
+
+async def test_bad_input_in_a_thread_is_answered_there_without_a_provider_call(world):
+    d, gw = world
+    _, thread = await start_in_thread(d, "thread for bad input")
+    before, mark = len(gw.requests), d.mark()
+    await d.say(thread, "use these", files=[(f"p{i}.png", png((8, 8))) for i in range(4)])
+    answer = await d.wait_for_message(thread, lambda m: "at most 3" in m.content, after=mark)
+    assert not answer.attachments
+    await d.say(thread, "and this", files=[("doc.png", b"%PDF-1.4 not an image")])
+    await d.wait_for_message(thread, lambda m: "not an image" in m.content, after=mark)
+    assert len(gw.requests) == before
