@@ -79,7 +79,7 @@ class Generate(commands.Cog):
     @imagine.autocomplete("provider")
     @edit.autocomplete("provider")
     async def provider_autocomplete(self, interaction: discord.Interaction, current: str):
-        return [app_commands.Choice(name=f"{name} ({self.bot.providers.get(name).model})"[:100], value=name)
+        return [app_commands.Choice(name=f"{name} ({self.bot.providers.get(name).config.model})"[:100], value=name)
                 for name in self.bot.providers.names if current.lower() in name.lower()][:25]
 
     async def edit_image_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:

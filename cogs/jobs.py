@@ -212,19 +212,31 @@ class JobRunner:
         model_turn = await storage.finish_job_with_turn(
             job.id, conversation_id=conv.id, parent_id=user_turn, text=result.text, images=result.images,
             provider_state=result.provider_state, provider=result.provider, model=result.model, make_head=True)
-        files, notes = await asyncio.to_thread(render.prepare_files, result.images, spec.prompt,
-                                               job.reply.upload_limit)
-        if result.attempts:
-            notes.append(f"{', '.join(result.attempts)} failed, so {result.provider} answered instead.")
-        content = render.caption(prompt=spec.prompt, model=result.model, provider=result.provider,
-                                 resolution=spec.options.resolution, seconds=time.monotonic() - job.started,
-                                 model_text=result.text, notes=notes, author_mention=spec.user.mention)
-        async with job.lock:
-            job.final = True
-            message = await job.reply.deliver(content, files, result_view(job.id))
+        message = await self._deliver(job, result)
         await storage.set_turn_message(model_turn, message.id)
         await storage.update_job(job.id, message_id=message.id)
         await self._open_thread(conv, job, message)
+
+    async def _deliver(self, job: Job, result) -> discord.Message:
+        """Post the result; if Discord still finds a file too large, re-encode smaller and try again."""
+        spec, limit = job.spec, job.reply.upload_limit
+        for attempt in range(3):
+            files, notes = await asyncio.to_thread(render.prepare_files, result.images, spec.prompt, limit)
+            if result.attempts:
+                notes.append(f"{', '.join(result.attempts)} failed, so {result.provider} answered instead.")
+            content = render.caption(prompt=spec.prompt, model=result.model, provider=result.provider,
+                                     resolution=spec.options.resolution, seconds=time.monotonic() - job.started,
+                                     model_text=result.text, notes=notes, author_mention=spec.user.mention)
+            try:
+                async with job.lock:
+                    job.final = True
+                    return await job.reply.deliver(content, files, result_view(job.id))
+            except discord.HTTPException as exc:
+                if (exc.status != 413 and exc.code != 40005) or attempt == 2:
+                    raise
+                log.info("job %s: Discord refused %d bytes of files; re-encoding under %d", job.id,
+                         sum(len(f.data) for f in files), limit // 2)
+                limit //= 2
 
     async def _open_thread(self, conv: Conversation, job: Job, message: discord.Message) -> None:
         """A result in a regular channel starts a thread where the conversation goes on."""

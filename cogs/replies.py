@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 # Interaction tokens live 15 minutes; keep a margin for the upload itself.
 TOKEN_LIFETIME = timedelta(minutes=14)
+# Invalid Webhook Token, Unknown Webhook, Unknown Interaction: the 15 minutes are over.
+DEAD_TOKEN_CODES = (50027, 10015, 10062)
 
 
 def to_discord_files(files: list[OutFile]) -> list[discord.File]:
@@ -48,13 +50,16 @@ class InteractionReply(Reply):
         self.upload_limit = interaction.filesize_limit
         self._message_id: int | None = None
         self._fallback: ChannelReply | None = None
+        self._token_dead = False
 
     @property
     def message_id(self) -> int | None:
         return self._fallback.message_id if self._fallback else self._message_id
 
     def _expired(self) -> bool:
-        return datetime.now(timezone.utc) - self.interaction.created_at > TOKEN_LIFETIME
+        if not self._token_dead and datetime.now(timezone.utc) - self.interaction.created_at > TOKEN_LIFETIME:
+            self._token_dead = True
+        return self._token_dead
 
     def _channel_reply(self) -> ChannelReply:
         if self._fallback is None:
@@ -62,28 +67,36 @@ class InteractionReply(Reply):
                                           upload_limit=self.upload_limit)
         return self._fallback
 
-    async def status(self, text: str, view: discord.ui.View | None) -> None:
-        if self._expired():
-            return  # a status line is not worth a new channel message
-        msg = await self.interaction.edit_original_response(content=text, view=view)
+    async def _edit(self, **fields) -> discord.Message | None:
+        """Edit the original response; None when Discord says the token is no longer valid."""
+        try:
+            msg = await self.interaction.edit_original_response(**fields)
+        except discord.HTTPException as exc:
+            if exc.code not in DEAD_TOKEN_CODES:
+                raise
+            log.info("interaction token expired (%s); answering in the channel instead", exc.code)
+            self._token_dead = True
+            return None
         self._message_id = msg.id
+        return msg
+
+    async def status(self, text: str, view: discord.ui.View | None) -> None:
+        if not self._expired():  # once the token is gone, a status line is not worth a channel message
+            await self._edit(content=text, view=view)
 
     async def deliver(self, content: str, files: list[OutFile], view: discord.ui.View | None) -> discord.Message:
-        if self._expired():
-            return await self._channel_reply().deliver(content, files, view)
         batches = chunks(files)
-        msg = await self.interaction.edit_original_response(
+        msg = None if self._expired() else await self._edit(
             content=content, attachments=to_discord_files(batches[0]), view=view)
-        self._message_id = msg.id
+        if msg is None:
+            return await self._channel_reply().deliver(content, files, view)
         for batch in batches[1:]:
             await self.interaction.followup.send(files=to_discord_files(batch), wait=True)
         return msg
 
     async def fail(self, text: str, view: discord.ui.View | None = None) -> None:
-        if self._expired():
+        if self._expired() or await self._edit(content=text, view=view, attachments=[]) is None:
             await self._channel_reply().fail(text, view)
-            return
-        await self.interaction.edit_original_response(content=text, view=view, attachments=[])
 
 
 class ChannelReply(Reply):

@@ -302,3 +302,63 @@ async def test_bad_input_in_a_thread_is_answered_there_without_a_provider_call(w
     await d.say(thread, "and this", files=[("doc.png", b"%PDF-1.4 not an image")])
     await d.wait_for_message(thread, lambda m: "not an image" in m.content, after=mark)
     assert len(gw.requests) == before
+
+
+async def test_imagine_inside_a_bot_thread_continues_it(world):
+    d, gw = world
+    first, thread = await start_in_thread(d, "a boat")
+    before = len(gw.requests)
+    h = await d.slash("imagine", {"prompt": "now at sunset"}, channel=thread)
+    msg = await h.response(where=result_of, timeout=15)
+    assert msg.channel_id == thread_id(thread)
+    assert first.attachments[0].data in sent_images(gw.requests[before])
+    assert len(d.threads()) == len({t["id"] for t in d.threads()})  # no thread inside the thread
+
+
+async def test_direct_messages_are_one_conversation(world):
+    d, gw = world
+    dm = d.dm("bob")
+    gw.image = make_png((20, 20), color=(90, 0, 90))
+    h = await d.slash("imagine", {"prompt": "a violet star"}, user="bob", channel=dm)
+    first = await h.response(where=result_of, timeout=15)
+    before, mark = len(gw.requests), d.mark()
+    await d.say(dm, "give it a tail", user="bob")
+    await d.wait_for_message(dm, result_of, after=mark, timeout=15)
+    assert first.attachments[0].data in sent_images(gw.requests[before])
+
+
+async def test_result_after_the_token_expired_goes_to_the_channel(world):
+    d, gw = world
+    image = answer_with(gw, (3, 33, 133), delay=1.5)
+    mark = d.mark()
+    h = await d.slash("imagine", {"prompt": "late bloomer"}, token_lifetime=0.8)
+    assert await h.ack() == 5
+    msg = await d.wait_for_message("general", lambda m: m.attachments and "late bloomer" in m.content,
+                                   after=mark, timeout=15)
+    assert msg.attachments[0].data == image
+    assert any(code == 50027 for _, _, code in h.errors)
+
+
+async def test_upload_rejected_by_discord_is_retried_smaller(world):
+    d, gw = world
+    d.reject_uploads(times=1)
+    h = await d.slash("imagine", {"prompt": "second try"})
+    msg = await h.response(where=result_of, timeout=15)
+    assert msg.attachments[0].data == gw.image
+    assert any(code == 40005 for _, _, code in h.errors)
+
+
+async def test_provider_autocomplete_lists_configured_providers(world):
+    d, gw = world
+    choices = await d.autocomplete("imagine", {"prompt": "x"}, "provider")
+    assert [c["value"] for c in choices] == ["mule"]
+    assert "gemini-2.5-flash-image-preview" in choices[0]["name"]
+
+
+async def test_count_four_returns_four_files(world):
+    d, gw = world
+    before = len(gw.requests)
+    h = await d.slash("imagine", {"prompt": "four apples", "count": 4})
+    msg = await h.response(where=result_of, timeout=15)
+    assert [a.filename for a in msg.attachments] == [f"four-apples-{n}.png" for n in range(1, 5)]
+    assert len(gw.requests) - before == 4  # chat answers one image per call: four calls at once
