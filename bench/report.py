@@ -1,0 +1,92 @@
+"""The table, the targets (issue 6 / SPEC §8), the machine description and bench/RESULTS.md."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+# key: limit; every target is "at most" (SPEC §8, issue 6).
+TARGETS = {
+    "ack_p99_ms": 150,
+    "overhead_median_ms": 100,
+    "direct_ratio": 1.05,
+    "loop_stall_max_ms": 50,
+    "rss_per_4k_image_ratio": 4,
+    "turn_overhead_growth": 1.10,
+}
+
+ROWS = [  # (key, label, format)
+    ("overhead_median_ms", "1. bot overhead, median (1K, 1 s latency)", "{:.1f} ms"),
+    ("overhead_p95_ms", "1. bot overhead, p95", "{:.1f} ms"),
+    ("e2e_median_ms", "1. end to end, median", "{:.0f} ms"),
+    ("direct_median_ms", "1. direct call (python -m providers generate), median", "{:.0f} ms"),
+    ("direct_ratio", "1. end to end / direct", "{:.3f}"),
+    ("ack_p50_ms", "2. acknowledgement p50 (50 at once, 2 s latency)", "{:.1f} ms"),
+    ("ack_p99_ms", "2. acknowledgement p99", "{:.1f} ms"),
+    ("loop_stall_max_ms", "3. longest event-loop stall (scenarios 2 and 4)", "{:.1f} ms"),
+    ("stall_ack_ms", "3.   during scenario 2", "{:.1f} ms"),
+    ("stall_4k_ms", "3.   during scenario 4", "{:.1f} ms"),
+    ("rss_peak_mb", "4. peak RSS (concurrent 4K results over SSE)", "{:.0f} MiB"),
+    ("rss_baseline_mb", "4. RSS before", "{:.0f} MiB"),
+    ("rss_per_4k_image_mb", "4. growth per in-flight 4K image", "{:.1f} MiB"),
+    ("rss_per_4k_image_ratio", "4. growth per image / decoded PNG size", "{:.2f}"),
+    ("turn_first_ms", "5. overhead of turn 1 in a thread", "{:.1f} ms"),
+    ("turn_last_ms", "5. overhead of the last turn", "{:.1f} ms"),
+    ("turn_overhead_growth", "5. last turn / turn 1", "{:.2f}"),
+    ("throughput_per_s", "6. throughput (0.5 s latency)", "{:.1f} /s"),
+]
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}
+
+
+def verdicts(figures: dict[str, Any]) -> dict[str, bool]:
+    return {key: figures[key] <= limit for key, limit in TARGETS.items() if isinstance(figures.get(key), (int, float))}
+
+
+def table(figures: dict[str, Any]) -> str:
+    met = verdicts(figures)
+    lines = [f"| figure | value | target |", "| --- | ---: | --- |"]
+    for key, label, fmt in ROWS:
+        if key not in figures:
+            continue
+        value = fmt.format(figures[key])
+        target = ""
+        if key in TARGETS:
+            target = f"<= {TARGETS[key]:g} " + ("met" if met.get(key) else "**missed**")
+        lines.append(f"| {label} | {value} | {target} |")
+    return "\n".join(lines)
+
+
+def header(figures: dict[str, Any]) -> str:
+    m = figures["machine"]
+    return (f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(figures['started']))} · `--{figures['mode']}`"
+            f" · {m['nproc']} CPUs ({m['cpu']}) · Python {m['python']} · {m['system']}"
+            f" · {figures['duration_s']:.0f} s")
+
+
+def record(figures: dict[str, Any], note: str = "") -> None:
+    """Append this run to bench/RESULTS.md."""
+    new = not RESULTS.exists()
+    with RESULTS.open("a") as f:
+        if new:
+            f.write("# Benchmark results\n\nEvery recorded run of `python -m bench`, oldest first "
+                    "(see README, Benchmark). Figures from a shared, noisy machine.\n")
+        f.write(f"\n## {header(figures)}\n\n")
+        if note:
+            f.write(note.strip() + "\n\n")
+        f.write(table(figures) + "\n")

@@ -1,0 +1,243 @@
+"""The six scenarios of issue 6. Each starts its own fake Discord and bot process (a clean slate:
+its own database, memory and lag record) against the shared gateway process, and returns figures.
+
+Times are seconds on CLOCK_MONOTONIC unless a name ends in _ms.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .harness import ROOT, GatewayProcess, RssSampler, bot_run, poll, wait_results
+from .images import image_path
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str
+    overhead_calls: int = 20        # 1: sequential /imagine, 1 s latency, 1K PNG
+    overhead_latency: float = 1.0
+    direct_calls: int = 5           # 1: `python -m providers generate` against the same fake
+    ack_jobs: int = 50              # 2: concurrent /imagine, 2 s latency
+    ack_rounds: int = 3
+    ack_latency: float = 2.0
+    big_jobs: int = 10              # 4: concurrent 4K results over SSE, re-encoded
+    big_image: str = "4k"
+    big_latency: float = 1.0
+    big_upload_limit: int | None = None  # None: the fake's default, Discord's 10 MiB
+    conversations: int = 5          # 5: threads of `turns` turns each
+    turns: int = 10
+    turn_latency: float = 0.5
+    throughput_jobs: int = 200      # 6: at once, 0.5 s latency
+    throughput_latency: float = 0.5
+
+
+PLANS = {
+    "full": Plan("full"),
+    "quick": Plan("quick", overhead_calls=8, direct_calls=2, ack_rounds=1, big_jobs=6, conversations=1,
+                  turn_latency=0.2, throughput_jobs=60),
+    # For the test suite: every code path once, tiny and fast; figures mean nothing.
+    "smoke": Plan("smoke", overhead_calls=2, overhead_latency=0.05, direct_calls=1, ack_jobs=5, ack_rounds=1,
+                  ack_latency=0.1, big_jobs=2, big_image="smoke-4k", big_latency=0.05, big_upload_limit=MiB,
+                  conversations=1, turns=2, turn_latency=0.05, throughput_jobs=6, throughput_latency=0.05),
+}
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    k = (len(data) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def gateway_seconds(timing: dict[str, Any]) -> float:
+    """The gateway's own time for one answer: from the whole request in, to the whole answer out."""
+    return timing["t_end"] - timing["t_body"]
+
+
+async def _imagine_once(run, gateway: GatewayProcess, prompt: str, *, user: int | None = None,
+                        timeout: float = 60, **options: Any) -> tuple[float, float]:
+    """One /imagine, alone: (end-to-end seconds, gateway seconds). Waits for its thread too, so the
+    next call starts on a quiet bot."""
+    d = run.driver
+    before = len(await gateway.timings())
+    h = await d.slash("imagine", {"prompt": prompt, **options}, user=user or d.alice)
+    [done] = await wait_results(run, [h], timeout)
+    msg_id = h.record.original_id
+    await d.wait_for_thread(lambda t: int(t["id"]) == msg_id, timeout=timeout)
+    timings = (await gateway.timings())[before:]
+    if len(timings) != 1:
+        raise RuntimeError(f"expected one gateway request for one /imagine, got {len(timings)}")
+    return done - h.dispatched_at, gateway_seconds(timings[0])
+
+
+async def overhead(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
+    """1. Sequential /imagine: bot overhead = end-to-end minus the gateway's own time; and the same
+    fake called directly through the provider CLI."""
+    image = image_path("1k")
+    image_bytes = await gateway.configure(latency=plan.overhead_latency, image=image)
+    async with bot_run(gateway, workdir, "overhead") as run:
+        await _imagine_once(run, gateway, "warm-up")  # not counted: first connection, first imports
+        e2e, own = [], []
+        for i in range(plan.overhead_calls):
+            total, gw = await _imagine_once(run, gateway, f"bench overhead {i}")
+            e2e.append(total)
+            own.append(gw)
+    over = [t - g for t, g in zip(e2e, own)]
+    direct = await direct_calls(gateway, workdir, plan.direct_calls)
+    return {
+        "overhead_median_ms": statistics.median(over) * 1000,
+        "overhead_p95_ms": percentile(over, 95) * 1000,
+        "direct_ratio": statistics.median(e2e) / statistics.median(direct),
+        "e2e_median_ms": statistics.median(e2e) * 1000,
+        "direct_median_ms": statistics.median(direct) * 1000,
+        "gateway_median_ms": statistics.median(own) * 1000,
+        "image_1k_mb": image_bytes / 1e6,
+    }
+
+
+async def direct_calls(gateway: GatewayProcess, workdir: Path, n: int) -> list[float]:
+    """`python -m providers generate` (the CLI path) against the same fake, `n` times in a row.
+
+    The figure taken is the CLI's own "seconds" (ProviderRouter.generate: build, send, read, parse),
+    not the process's run time, which would add the interpreter's start-up to the direct call."""
+    out_dir = workdir / "direct"
+    env = {**os.environ, **gateway.provider_env(), "PROVIDERS": "mule",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    seconds = []
+    for i in range(n):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "providers", "generate", f"bench direct {i}", "--out", str(out_dir),
+            cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout, stderr = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"python -m providers generate failed ({proc.returncode}): {stderr.decode()[-500:]}")
+        seconds.append(json.loads(stdout.decode().strip().splitlines()[-1])["seconds"])
+    return seconds
+
+
+async def ack(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
+    """2. `ack_jobs` /imagine dispatched at once (different members), `ack_rounds` times; each round
+    waits for every result. Acknowledgement = INTERACTION_CREATE sent -> callback received."""
+    await gateway.configure(latency=plan.ack_latency, image=image_path("1k"))
+    latencies, stalls = [], 0.0
+    async with bot_run(gateway, workdir, "ack", users=plan.ack_jobs) as run:
+        await _imagine_once(run, gateway, "warm-up")
+        d = run.driver
+        for r in range(plan.ack_rounds):
+            start = time.monotonic()
+            handles = [await d.slash("imagine", {"prompt": f"bench ack {r}.{i}"}, user=run.user(i))
+                       for i in range(plan.ack_jobs)]
+            await poll(lambda: all(h.record.acked_at for h in handles), 30, "acknowledgements")
+            await wait_results(run, handles, 60 + plan.ack_jobs)
+            stalls = max(stalls, run.lag_max(start, time.monotonic()))
+            latencies += [h.ack_latency for h in handles]
+            await asyncio.sleep(0.5)  # thread creations finish before the next round
+    return {"ack_p50_ms": percentile(latencies, 50) * 1000, "ack_p99_ms": percentile(latencies, 99) * 1000,
+            "ack_max_ms": max(latencies) * 1000, "ack_samples": len(latencies), "stall_ack_ms": stalls}
+
+
+async def big_images(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
+    """4. `big_jobs` concurrent 4K results, each one base64 SSE line, re-encoded to fit the upload limit.
+    RSS growth = peak (VmHWM, and the 20 ms VmRSS samples) minus the RSS just before dispatch."""
+    big = image_path(plan.big_image)
+    await gateway.configure(latency=plan.big_latency, image=image_path("1k"))
+    options = {"provider": "mulesse", "resolution": "4K"}
+    async with bot_run(gateway, workdir, "4k", users=plan.big_jobs) as run:
+        d = run.driver
+        limit = {"attachment_size_limit": plan.big_upload_limit} if plan.big_upload_limit else {}
+        await _imagine_once(run, gateway, "warm-up", **options)  # a 1K answer over SSE: warms the path
+        image_bytes = await gateway.configure(latency=plan.big_latency, image=big)
+        await asyncio.sleep(0.3)  # let the warm-up's leftovers settle
+        sampler = RssSampler(run.pid)
+        baseline = sampler.status()["VmRSS"]
+        hwm_reset = sampler.reset_peak()
+        sampler.start()
+        start = time.monotonic()
+        handles = [await d.slash("imagine", {"prompt": f"bench 4k {i}", **options}, user=run.user(i), **limit)
+                   for i in range(plan.big_jobs)]
+        done = await wait_results(run, handles, 120 + 10 * plan.big_jobs)
+        end = time.monotonic()
+        await sampler.stop()
+        status = sampler.status()
+        stalls = run.lag_max(start, end)
+        peak = max(sampler.peak_sampled, status["VmHWM"] if hwm_reset else 0)
+        upload_limit = plan.big_upload_limit or 10 * MiB
+        sizes = []
+        for h in handles:
+            [att] = run.driver.world.find_message(h.record.original_id).data["attachments"]
+            sizes.append(att["size"])
+            if att["size"] > upload_limit or not att["filename"].endswith((".jpg", ".webp")):
+                raise RuntimeError(f"4K result not re-encoded within the limit: {att['filename']} {att['size']}")
+    growth = max(0, peak - baseline) / plan.big_jobs
+    return {
+        "rss_peak_mb": peak / MiB, "rss_baseline_mb": baseline / MiB, "rss_per_4k_image_mb": growth / MiB,
+        "rss_per_4k_image_ratio": growth / image_bytes, "image_4k_mb": image_bytes / 1e6,
+        "sent_4k_mb": statistics.median(sizes) / 1e6, "big_jobs": plan.big_jobs,
+        "big_seconds": max(done) - min(h.dispatched_at for h in handles), "stall_4k_ms": stalls,
+    }
+
+
+async def turns(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
+    """5. /imagine opens a thread, then `turns` messages in it, each waiting for its result.
+    Turn overhead = user message sent -> result stored, minus the gateway's own time; per turn
+    number, the median over `conversations` threads."""
+    await gateway.configure(latency=plan.turn_latency, image=image_path("1k"))
+    per_turn: list[list[float]] = [[] for _ in range(plan.turns)]
+    async with bot_run(gateway, workdir, "turns") as run:
+        d = run.driver
+        for c in range(plan.conversations):
+            before = len(await gateway.timings())
+            h = await d.slash("imagine", {"prompt": f"bench conversation {c}"})
+            await wait_results(run, [h], 60)
+            msg_id = h.record.original_id
+            thread = await d.wait_for_thread(lambda t: int(t["id"]) == msg_id, timeout=30)
+            for n in range(plan.turns):
+                before = len(await gateway.timings())
+                said = await d.say(thread, f"turn {n + 1}: make it a little brighter", user="alice")
+
+                def answered():
+                    for m in d.messages(thread, author="bot", after=said):
+                        ref = (m.data.get("message_reference") or {}).get("message_id")
+                        if m.data.get("attachments") and ref and int(ref) == said.id:
+                            return m
+                    return None
+
+                result = await poll(answered, 60, f"the answer to turn {n + 1}")
+                timings = (await gateway.timings())[before:]
+                if len(timings) != 1:
+                    raise RuntimeError(f"expected one gateway request for a turn, got {len(timings)}")
+                per_turn[n].append(result.updated_at - said.created_at - gateway_seconds(timings[0]))
+    medians = [statistics.median(t) for t in per_turn]
+    return {"turn_overhead_growth": medians[-1] / medians[0], "turn_first_ms": medians[0] * 1000,
+            "turn_last_ms": medians[-1] * 1000, "turn_overheads_ms": [round(m * 1000, 1) for m in medians]}
+
+
+async def throughput(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
+    """6. `throughput_jobs` /imagine at once (MAX_CONCURRENT_JOBS=1000, so only config limits them):
+    jobs / (last result stored - first dispatch)."""
+    await gateway.configure(latency=plan.throughput_latency, image=image_path("1k"))
+    async with bot_run(gateway, workdir, "throughput", users=50) as run:
+        await _imagine_once(run, gateway, "warm-up")
+        d = run.driver
+        handles = [await d.slash("imagine", {"prompt": f"bench throughput {i}"}, user=run.user(i))
+                   for i in range(plan.throughput_jobs)]
+        done = await wait_results(run, handles, 120 + plan.throughput_jobs)
+    elapsed = max(done) - min(h.dispatched_at for h in handles)
+    return {"throughput_per_s": plan.throughput_jobs / elapsed, "throughput_seconds": elapsed,
+            "throughput_jobs": plan.throughput_jobs}
+
+
+SCENARIOS = {"overhead": overhead, "ack": ack, "4k": big_images, "turns": turns, "throughput": throughput}
