@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from limits import FIELDS, Limits, load_role_limits
+from pricing import PriceTable, load_price_table
 from providers.base import ProviderConfig
 from providers.errors import ConfigError
 
@@ -35,6 +37,14 @@ class Settings:
     max_concurrent_jobs: int = 8  # generations in flight at once, the rest wait in a queue
     user_max_jobs: int = 3  # running or queued jobs per member
     user_cooldown_seconds: float = 0.0
+    # Quotas and spend (None: unlimited; see limits.py, pricing.py and .env.example)
+    user_daily_images: int | None = None
+    user_monthly_budget: float | None = None
+    guild_daily_images: int | None = None
+    guild_monthly_budget: float | None = None
+    role_limits: Mapping[int, Mapping[str, float | int | None]] = field(default_factory=dict)
+    limits_timezone: str = "UTC"  # days and months start at midnight here
+    prices: PriceTable = field(default_factory=PriceTable)
     # Access
     allowed_guilds: frozenset[int] = field(default_factory=frozenset)
     allowed_channels: frozenset[int] = field(default_factory=frozenset)
@@ -49,7 +59,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Settings:
-        from providers.config import load_provider_configs
+        from providers.config import load_provider_configs, provider_names
 
         problems: list[str] = []
         reader = _Reader(env, problems)
@@ -78,6 +88,13 @@ class Settings:
             max_concurrent_jobs=reader.int("MAX_CONCURRENT_JOBS", 8, minimum=1),
             user_max_jobs=reader.int("USER_MAX_JOBS", 3, minimum=1),
             user_cooldown_seconds=reader.float("USER_COOLDOWN_SECONDS", 0.0),
+            user_daily_images=reader.limit("user_daily_images"),
+            user_monthly_budget=reader.limit("user_monthly_budget"),
+            guild_daily_images=reader.limit("guild_daily_images"),
+            guild_monthly_budget=reader.limit("guild_monthly_budget"),
+            role_limits=load_role_limits(env, problems),
+            limits_timezone=reader.timezone("LIMITS_TIMEZONE", "UTC"),
+            prices=load_price_table(env, provider_names(env), problems),
             allowed_guilds=reader.ids("ALLOWED_GUILDS"),
             allowed_channels=reader.ids("ALLOWED_CHANNELS"),
             allowed_roles=reader.ids("ALLOWED_ROLES"),
@@ -95,6 +112,12 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "bot.sqlite3"
+
+    @property
+    def default_limits(self) -> Limits:
+        """The `.env` limits, before server and role overrides."""
+        return Limits(self.user_daily_images, self.user_monthly_budget, self.user_max_jobs,
+                      self.user_cooldown_seconds, self.guild_daily_images, self.guild_monthly_budget)
 
 
 class _Reader:
@@ -143,6 +166,29 @@ class _Reader:
             return False
         self.problems.append(f"{name} must be true or false, got {raw!r}")
         return default
+
+    def limit(self, field_name: str):
+        """An optional limit (see limits.FIELDS): unset or "unlimited" is None."""
+        limit = FIELDS[field_name]
+        raw = self._raw(limit.env)
+        if not raw:
+            return None
+        try:
+            return limit.parse(raw)
+        except ValueError as exc:
+            self.problems.append(f"{limit.env}: {exc}")
+            return None
+
+    def timezone(self, name: str, default: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        raw = self._raw(name) or default
+        try:
+            ZoneInfo(raw)
+        except (ValueError, OSError, LookupError):
+            self.problems.append(f"{name} must be a time zone name like UTC or Europe/Berlin, got {raw!r}")
+            return default
+        return raw
 
     def list(self, name: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in self._raw(name).split(",") if part.strip())

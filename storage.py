@@ -22,6 +22,7 @@ from typing import Any
 import aiosqlite
 
 from providers.models import ImageData
+from storage_usage import USAGE_SCHEMA, UsageStorage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -118,7 +119,9 @@ class JobRecord:
     error: str | None = None
 
 
-class Storage:
+class Storage(UsageStorage):
+    """Conversations, turns and jobs here; usage, limits and members' settings in UsageStorage."""
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
         self._write_lock = asyncio.Lock()  # one writer at a time; SQLite serialises them anyway
@@ -131,7 +134,7 @@ class Storage:
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute("PRAGMA foreign_keys=ON")
-        await db.executescript(SCHEMA)
+        await db.executescript(SCHEMA + USAGE_SCHEMA)
         return cls(db)
 
     async def close(self) -> None:
