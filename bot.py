@@ -25,7 +25,8 @@ from storage import Storage
 
 log = logging.getLogger("bot")
 
-EXTENSIONS = ("cogs.buttons", "cogs.generate", "cogs.threads")
+EXTENSIONS = ("cogs.buttons", "cogs.generate", "cogs.threads", "cogs.preferences", "cogs.usage", "cogs.help",
+              "cogs.admin")
 
 
 class ImageBot(commands.Bot):
@@ -52,6 +53,7 @@ class ImageBot(commands.Bot):
         pruned = await self.storage.prune(self.settings.retention_days)
         if pruned:
             log.info("deleted %d conversations older than %d days", pruned, self.settings.retention_days)
+        await self.storage.release_stale_reservations()  # quota held by jobs of a stopped process
         interrupted = await self.storage.mark_active_jobs("interrupted", "The bot stopped while this job ran.")
         if interrupted:
             asyncio.create_task(self._tell_interrupted(interrupted))

@@ -13,6 +13,7 @@ import discord
 from discord.ext import commands
 
 from .access import denial, is_admin
+from .quota import LimitError
 from .replies import ChannelReply, InteractionReply
 
 if TYPE_CHECKING:
@@ -103,10 +104,6 @@ async def run_action(bot: ImageBot, interaction: discord.Interaction, action: st
         await interaction.response.send_message("That result is no longer stored, so it cannot be reused.",
                                                 ephemeral=True)
         return
-    limit_reason = bot.jobs.limit_reason(interaction.user.id)
-    if limit_reason:
-        await interaction.response.send_message(limit_reason, ephemeral=True)
-        return
     options = Options.from_dict(record.options)
     spec = JobSpec(kind=action, user=interaction.user, guild_id=interaction.guild_id, prompt=user_turn.text,
                    images=user_turn.images, options=options, conversation=conv, parent=user_turn.parent_id)
@@ -122,6 +119,12 @@ async def run_action(bot: ImageBot, interaction: discord.Interaction, action: st
     ticket = bot.jobs.reserve(conv.channel_id)
     thread = bot.get_channel(conv.channel_id) if conv.channel_id else None
     try:
+        try:
+            await bot.jobs.admit(interaction.user, interaction.guild_id, action, spec.options, ticket)
+        except LimitError as exc:
+            ticket.release()
+            await interaction.response.send_message(str(exc), ephemeral=True)
+            return
         if thread is not None and thread.id != interaction.channel_id:
             # The click came from the thread's starter message: answer inside the thread.
             await interaction.response.send_message(f"Working on it in {thread.mention}.", ephemeral=True)

@@ -13,6 +13,8 @@ from providers.models import ASPECT_RATIOS, RESOLUTIONS
 from .access import denial
 from .inputs import InputError, check_attachments_cheaply, check_prompt, image_attachments, read_images
 from .jobs import JobSpec, Options
+from .preferences import with_defaults
+from .quota import LimitError
 from .replies import InteractionReply
 from .threads import conversation_for_channel
 
@@ -89,7 +91,7 @@ class Generate(commands.Cog):
         await interaction.response.send_modal(PromptModal(self, message))
 
     def _options(self, ratio, resolution, count, provider) -> Options:
-        return Options(aspect_ratio=None if ratio is None or ratio.value == "auto" else ratio.value,
+        return Options(aspect_ratio=None if ratio is None else ratio.value,  # "auto" is resolved in start
                        resolution=resolution.value if resolution else None, count=count or 1,
                        provider=provider or None)
 
@@ -98,7 +100,7 @@ class Generate(commands.Cog):
         """Check what can be checked at once, acknowledge, read the images, then queue the job."""
         bot, settings = self.bot, self.bot.settings
         try:
-            reason = denial(bot, interaction.user, interaction.channel) or bot.jobs.limit_reason(interaction.user.id)
+            reason = denial(bot, interaction.user, interaction.channel)
             if reason:
                 raise InputError(reason)
             prompt = check_prompt(prompt, settings)
@@ -112,6 +114,13 @@ class Generate(commands.Cog):
         in_conversation_channel = isinstance(interaction.channel, (discord.Thread, discord.DMChannel))
         ticket = bot.jobs.reserve(interaction.channel_id if in_conversation_channel else None)
         try:
+            options = await with_defaults(bot, interaction.user.id, interaction.channel, options)
+            try:
+                await bot.jobs.admit(interaction.user, interaction.guild_id, kind, options, ticket)
+            except LimitError as exc:
+                ticket.release()
+                await interaction.response.send_message(str(exc), ephemeral=True)
+                return
             await interaction.response.defer(thinking=True)
             try:
                 images = await read_images(attachments, settings)

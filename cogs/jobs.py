@@ -22,6 +22,7 @@ from storage import Conversation, JobRecord
 
 from . import render
 from .buttons import cancel_view, result_view
+from .quota import LimitError, QuotaKeeper, Reservation
 from .replies import Reply
 
 if TYPE_CHECKING:
@@ -68,12 +69,15 @@ class Ticket:
     def __init__(self, runner: JobRunner, key: object, previous: asyncio.Future | None) -> None:
         self._runner, self.key, self._previous = runner, key, previous
         self._done = asyncio.get_running_loop().create_future()
+        self.reservation: Reservation | None = None  # the member's quota, until a job takes it
 
     async def wait_turn(self) -> None:
         if self._previous is not None:
             await asyncio.shield(self._previous)
 
     def release(self) -> None:
+        self._runner.quota.settle(self.reservation, "released")  # admitted, but no job was started
+        self.reservation = None
         if not self._done.done():
             self._done.set_result(None)
         if self._runner._lanes.get(self.key) is self._done:
@@ -91,6 +95,7 @@ class Job:
     # Status updates and the final answer take turns on the message; once final, no more status.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     final: bool = False
+    reservation: Reservation | None = None
 
 
 class JobRunner:
@@ -102,7 +107,7 @@ class JobRunner:
         self._waiting: list[Job] = []  # jobs waiting for a slot, in order
         self.jobs: dict[str, Job] = {}  # jobs not yet finished
         self.accepting = True
-        self._last_start: dict[int, float] = {}
+        self.quota = QuotaKeeper(bot)
 
     # -- admission -------------------------------------------------------------------------------
 
@@ -114,18 +119,15 @@ class JobRunner:
         self._lanes[key] = ticket._done
         return ticket
 
-    def limit_reason(self, user_id: int) -> str | None:
-        """Why this member may not start another job right now, or None."""
+    async def admit(self, user: discord.abc.User, guild_id: int | None, kind: str, options: Options,
+                    ticket: Ticket) -> Reservation:
+        """Check the member's limits and reserve their quota atomically; raises LimitError with the
+        reason and when it resets. The ticket holds the reservation until `submit` hands it to the
+        job; releasing the ticket first gives it back."""
         if not self.accepting:
-            return "The bot is restarting; try again in a minute."
-        active = sum(1 for job in self.jobs.values() if job.spec.user.id == user_id)
-        if active >= self.settings.user_max_jobs:
-            return (f"You already have {active} images in progress; wait for one to finish "
-                    f"(the limit is {self.settings.user_max_jobs} at a time).")
-        wait = self._last_start.get(user_id, -1e9) + self.settings.user_cooldown_seconds - time.monotonic()
-        if wait > 0:
-            return f"Slow down a little: you can start another image in {wait:.0f} s."
-        return None
+            raise LimitError("The bot is restarting; try again in a minute.")
+        ticket.reservation = await self.quota.admit(user, guild_id, kind, options)
+        return ticket.reservation
 
     async def submit(self, spec: JobSpec, reply: Reply, ticket: Ticket) -> Job:
         """Store the job and its request, show the queued status, and start it in the background."""
@@ -146,7 +148,7 @@ class JobRunner:
             user_turn_id=user_turn, model_turn_id=None,
             options={**spec.options.to_dict(), "prompt": spec.prompt}))
         self.jobs[job.id] = job
-        self._last_start[spec.user.id] = time.monotonic()
+        job.reservation, ticket.reservation = ticket.reservation, None
         job.task = asyncio.create_task(self._run(job, user_turn, ticket), name=f"job-{job.id}")
         return job
 
@@ -165,6 +167,7 @@ class JobRunner:
     async def _run(self, job: Job, user_turn: int, ticket: Ticket) -> None:
         storage, spec = self.bot.storage, job.spec
         status_task = asyncio.create_task(self._show_status(job))
+        outcome = "failed"  # for the usage record, unless the job was charged
         try:
             await ticket.wait_turn()
             job.state = "queued"
@@ -180,11 +183,13 @@ class JobRunner:
             finally:
                 self._slots.release()
         except asyncio.CancelledError:
+            outcome = "cancelled" if self.accepting else "interrupted"
             if not self.accepting:
                 raise  # shutting down: _interrupt records it and tells the member
             await self._finish_failed(job, "cancelled", "Cancelled.")
         except ProviderError as exc:
             log.info("job %s failed: %s (%s)", job.id, type(exc).__name__, exc.detail or exc)
+            outcome = "refused" if isinstance(exc, RefusedError) else "failed"
             await self._finish_failed(job, "failed", _failure_text(exc), retry=not isinstance(exc, RefusedError))
         except Exception:
             log.exception("job %s crashed", job.id)
@@ -192,6 +197,7 @@ class JobRunner:
                                       retry=True)
         finally:
             status_task.cancel()
+            self.quota.settle(job.reservation, outcome, job_id=job.id)
             ticket.release()
             self.jobs.pop(job.id, None)
 
@@ -212,6 +218,7 @@ class JobRunner:
         model_turn = await storage.finish_job_with_turn(
             job.id, conversation_id=conv.id, parent_id=user_turn, text=result.text, images=result.images,
             provider_state=result.provider_state, provider=result.provider, model=result.model, make_head=True)
+        await self.quota.charge(job, result)
         message = await self._deliver(job, result)
         await storage.set_turn_message(model_turn, message.id)
         await storage.update_job(job.id, message_id=message.id)
@@ -247,11 +254,13 @@ class JobRunner:
         # so a member's first message in the new thread already finds its conversation.
         await self.bot.storage.attach_channel(conv.id, message.id)
         try:
-            await channel.create_thread(name=render._trim(job.spec.prompt, 90) or "Image", message=message,
-                                        auto_archive_duration=1440)
+            thread = await channel.create_thread(name=render._trim(job.spec.prompt, 90) or "Image",
+                                                 message=message, auto_archive_duration=1440)
         except discord.HTTPException as exc:
             log.warning("could not start a thread on %s: %s", message.id, exc.status)
             await self.bot.storage.attach_channel(conv.id, None)
+        else:
+            self.bot.dispatch("conversation_thread", thread, conv.id)  # cogs.preferences posts its settings card
 
     async def _finish_failed(self, job: Job, status: str, text: str, *, retry: bool = False) -> None:
         try:
@@ -298,6 +307,7 @@ class JobRunner:
             await asyncio.wait(running, timeout=grace)
         for job in list(self.jobs.values()):
             await self._interrupt(job)
+        await self.quota.drain()
 
     async def _interrupt(self, job: Job) -> None:
         if job.task and not job.task.done():

@@ -94,7 +94,7 @@ class Threads(commands.Cog):
             if conv is None and not isinstance(channel, discord.DMChannel):
                 ticket.release()  # somebody else's thread
                 return
-            reason = denial(bot, message.author, channel) or bot.jobs.limit_reason(message.author.id)
+            reason = denial(bot, message.author, channel)
             if reason:
                 raise InputError(reason)
             prompt = check_prompt(message.content, bot.settings, required=False)
@@ -107,6 +107,7 @@ class Threads(commands.Cog):
                            prompt=prompt or IMAGES_ONLY_PROMPT, images=tuple(images),
                            options=Options(options.aspect_ratio, options.resolution, 1, options.provider),
                            conversation=conv, parent="head")
+            await bot.jobs.admit(message.author, spec.guild_id, spec.kind, spec.options, ticket)  # LimitError is an InputError
             await bot.jobs.submit(spec, ChannelReply(channel, reference=message, mention=message.author.mention),
                                   ticket)
         except InputError as exc:

@@ -263,7 +263,7 @@ async def test_turns_of_one_thread_run_in_order_while_threads_run_in_parallel(wo
     mark = d.mark()
     for n in (1, 2, 3):
         await d.say(thread_a, f"a{n}")
-    await d.say(thread_b, "b1")
+    await d.say(thread_b, "b1", user="bob")  # alice has 3 jobs running or queued: USER_MAX_JOBS
     answers_a = await d.wait_for_messages(thread_a, 3, result_of, after=mark, timeout=20)
     answer_b = await d.wait_for_message(thread_b, result_of, after=mark, timeout=20)
     requests = gw.requests[base:base + 4]

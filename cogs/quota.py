@@ -1,0 +1,258 @@
+"""Admission and accounting for generations.
+
+`QuotaKeeper.admit` checks a member's load (jobs at once, cooldown) in memory and their quotas (daily
+images, monthly budget; the server's too) in one SQLite transaction that also reserves the request's
+images and estimated cost, so two requests at once cannot both take the last unit. A job then
+`charge`s its reservation with the real cost, or `settle`s it uncharged when it failed, was refused,
+cancelled or never started. Over a limit, `LimitError` carries a sentence saying which limit and
+when it resets (as a Discord timestamp, shown in the member's own time zone).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from limits import FIELDS, Limits, Periods, effective_limits, periods
+from pricing import money
+from storage_usage import QuotaCheck, QuotaExceeded, QuotaUse, UsageEntry
+
+from .inputs import InputError
+
+if TYPE_CHECKING:
+    from bot import ImageBot
+
+log = logging.getLogger(__name__)
+
+
+class LimitError(InputError):
+    """Over a limit; the message says which one and when it resets."""
+
+
+@dataclass(eq=False)
+class Reservation:
+    usage_id: int
+    user_id: int
+    guild_id: int  # 0 in direct messages
+    provider: str
+    model: str
+    images: int
+    estimate: float
+    charged: bool = False
+    settled: bool = False  # the member's job slot is free again
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """A member's limits and what they have used, for /usage and /help."""
+
+    limits: Limits
+    periods: Periods
+    member_day: QuotaUse
+    member_month: QuotaUse
+    guild_day: QuotaUse | None  # None in direct messages
+    guild_month: QuotaUse | None
+
+
+def when(timestamp: float) -> str:
+    """A reset time as Discord renders it for each reader: "in 5 hours (at 00:00)"."""
+    return f"<t:{int(timestamp)}:R> (<t:{int(timestamp)}:f>)"
+
+
+def typed_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Stored REALs back to whole numbers for the image and job limits."""
+    out = {}
+    for name, value in overrides.items():
+        if name in FIELDS:
+            whole = FIELDS[name].kind in ("images", "jobs") and value is not None
+            out[name] = int(value) if whole else value
+    return out
+
+
+class QuotaKeeper:
+    def __init__(self, bot: ImageBot) -> None:
+        self.bot = bot
+        self._active: dict[int, int] = {}  # member -> admitted jobs not yet finished, in this process
+        self._last_admitted: dict[int, float] = {}  # member -> monotonic time of the last admission
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- limits --------------------------------------------------------------------------------
+
+    async def limits_for(self, user, guild_id: int | None) -> Limits:
+        """The member's limits in a server: .env defaults, server overrides, then role overrides."""
+        settings = self.bot.settings
+        overrides = await self.bot.storage.limit_overrides(guild_id) if guild_id else {}
+        roles = []
+        for role in getattr(user, "roles", []) if guild_id else []:
+            server_role = typed_overrides(overrides.get(f"role:{role.id}", {}))
+            merged = {**settings.role_limits.get(role.id, {}), **server_role}
+            if merged:
+                roles.append(merged)
+        return effective_limits(settings.default_limits, typed_overrides(overrides.get("guild", {})), roles)
+
+    def window(self) -> Periods:
+        """Today and this month in LIMITS_TIMEZONE."""
+        return periods(time.time(), self.bot.settings.limits_timezone)
+
+    async def status(self, user, guild_id: int | None) -> QuotaStatus:
+        storage, guild = self.bot.storage, guild_id or 0
+        limits = await self.limits_for(user, guild_id)
+        now = self.window()
+        return QuotaStatus(
+            limits, now,
+            await storage.quota_use(guild, user.id, now.day_start),
+            await storage.quota_use(guild, user.id, now.month_start),
+            await storage.quota_use(guild, None, now.day_start) if guild else None,
+            await storage.quota_use(guild, None, now.month_start) if guild else None)
+
+    def price_for(self, provider: str | None, resolution: str | None) -> tuple[str, str, float]:
+        """(provider, model, price per image) for a request's provider choice (None: the default)."""
+        router = self.bot.providers
+        name = provider if provider in router.names else router.names[0]
+        model = router.get(name).config.model
+        return name, model, self.bot.settings.prices.per_image(name, model, resolution)
+
+    # -- admission -----------------------------------------------------------------------------
+
+    async def admit(self, user, guild_id: int | None, kind: str, options, *,
+                    conversation_id: int | None = None) -> Reservation:
+        """Reserve a generation for `user`, or raise LimitError saying why not and until when."""
+        guild = guild_id or 0
+        limits = await self.limits_for(user, guild_id)
+        self._check_load(user.id, limits)
+        # Claimed before the next await, so a second request of this member already counts this one.
+        self._active[user.id] = self._active.get(user.id, 0) + 1
+        previous = self._last_admitted.get(user.id)
+        self._last_admitted[user.id] = time.monotonic()
+        try:
+            provider, model, price = self.price_for(options.provider, options.resolution)
+            images = max(1, int(options.count or 1))
+            estimate = round(price * images, 6)
+            window = self.window()
+            usage_id = await self.bot.storage.reserve_usage(
+                UsageEntry(guild, user.id, kind, provider, model, options.resolution, images, estimate,
+                           conversation_id), self._checks(limits, guild, user.id, window))
+        except BaseException as exc:
+            self._release_slot(user.id)
+            if previous is None:
+                self._last_admitted.pop(user.id, None)
+            else:
+                self._last_admitted[user.id] = previous
+            if isinstance(exc, QuotaExceeded):
+                raise LimitError(_exceeded_text(exc, images, estimate, window)) from None
+            raise
+        return Reservation(usage_id, user.id, guild, provider, model, images, estimate)
+
+    def _check_load(self, user_id: int, limits: Limits) -> None:
+        active = self._active.get(user_id, 0)
+        if limits.user_max_jobs is not None and active >= limits.user_max_jobs:
+            raise LimitError(f"You already have {active} images in progress; wait for one to finish "
+                             f"(the limit is {limits.user_max_jobs} at a time).")
+        cooldown = limits.user_cooldown_seconds or 0
+        wait = self._last_admitted.get(user_id, -1e9) + cooldown - time.monotonic()
+        if wait > 0:
+            raise LimitError(f"Slow down a little: you can start another image in {wait:.0f} s.")
+
+    @staticmethod
+    def _checks(limits: Limits, guild: int, user_id: int, window: Periods) -> list[QuotaCheck]:
+        wanted = [
+            ("user_daily_images", user_id, window.day_start), ("user_monthly_budget", user_id, window.month_start),
+            ("guild_daily_images", None, window.day_start), ("guild_monthly_budget", None, window.month_start)]
+        checks = []
+        for name, who, since in wanted:
+            value = limits.get(name)
+            if value is None or (who is None and not guild):
+                continue
+            money_limit = FIELDS[name].kind == "money"
+            checks.append(QuotaCheck(name, guild, who, since, max_images=None if money_limit else value,
+                                     max_cost=value if money_limit else None))
+        return checks
+
+    # -- accounting ----------------------------------------------------------------------------
+
+    async def charge(self, job, result) -> None:
+        """Record the real cost of a finished generation (from the price table or token usage). A
+        database error is logged, never raised: the member still gets the image."""
+        try:
+            await self._charge(job, result)
+        except Exception:
+            log.exception("could not record the cost of job %s", job.id)
+
+    async def _charge(self, job, result) -> None:
+        spec, reservation = job.spec, getattr(job, "reservation", None)
+        resolution = spec.options.resolution
+        cost = self.bot.settings.prices.cost(result.provider, result.model, resolution, len(result.images),
+                                             result.usage)
+        storage = self.bot.storage
+        conversation_id = spec.conversation.id if spec.conversation else None
+        if reservation is None:  # started without admission: still recorded
+            usage_id = await storage.reserve_usage(UsageEntry(
+                spec.guild_id or 0, spec.user.id, spec.kind, result.provider, result.model, resolution,
+                len(result.images), cost, conversation_id))
+        else:
+            usage_id, reservation.charged = reservation.usage_id, True
+        usage = result.usage or {}
+        await storage.charge_usage(
+            usage_id, job_id=job.id, provider=result.provider, model=result.model, resolution=resolution,
+            images=len(result.images), cost=cost, input_tokens=_tokens(usage.get("input_tokens")),
+            output_tokens=_tokens(usage.get("output_tokens")), conversation_id=conversation_id)
+        log.info("job %s: charged %s for %d image(s) to member %s", job.id, money(cost), len(result.images),
+                 spec.user.id)
+
+    def settle(self, reservation: Reservation | None, status: str, *, job_id: str | None = None) -> None:
+        """The job is over (or never started): free the member's slot; uncharged, release the quota."""
+        if reservation is None or reservation.settled:
+            return
+        reservation.settled = True
+        self._release_slot(reservation.user_id)
+        if not reservation.charged:
+            task = asyncio.get_running_loop().create_task(self._release(reservation, status, job_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, reservation: Reservation, status: str, job_id: str | None) -> None:
+        try:
+            await self.bot.storage.release_usage(reservation.usage_id, status, job_id=job_id)
+        except Exception:
+            log.exception("could not release usage reservation %s", reservation.usage_id)
+
+    def _release_slot(self, user_id: int) -> None:
+        left = self._active.get(user_id, 0) - 1
+        if left > 0:
+            self._active[user_id] = left
+        else:
+            self._active.pop(user_id, None)
+
+    async def drain(self) -> None:
+        """Wait for pending releases (at shutdown, before the database closes)."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _tokens(value) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _exceeded_text(exc: QuotaExceeded, images: int, estimate: float, window: Periods) -> str:
+    check, used = exc.check, exc.used
+    daily = check.name.endswith("daily_images")
+    reset = when(window.day_end if daily else window.month_end)
+    whose = "your" if check.user_id is not None else "this server's"
+    if daily:
+        limit, left = int(check.max_images), max(0, int(check.max_images) - used.images)
+        if limit == 0:
+            return f"Image generation is switched off for {'you' if check.user_id else 'this server'} here."
+        if left > 0:
+            return (f"This needs {images} images but {left} of {whose} {limit} images for today "
+                    f"{'is' if left == 1 else 'are'} left: ask for fewer, or wait for the reset {reset}.")
+        return f"You have used all {limit} of {whose} images for today. The quota resets {reset}." \
+            if check.user_id is not None else \
+            f"This server has used all {limit} of its images for today. The quota resets {reset}."
+    budget, left = float(check.max_cost), max(0.0, float(check.max_cost) - used.cost)
+    if left >= 0.0005:
+        return (f"This costs about {money(estimate)} and {money(left)} of {whose} {money(budget)} monthly "
+                f"budget is left. Try a lower resolution, or wait for the reset {reset}.")
+    subject = "You have" if check.user_id is not None else "This server has"
+    return f"{subject} spent all of {whose} {money(budget)} monthly budget. It resets {reset}."
