@@ -187,6 +187,11 @@ class JobRunner:
             if not self.accepting:
                 raise  # shutting down: _interrupt records it and tells the member
             await self._finish_failed(job, "cancelled", "Cancelled.")
+        except discord.Forbidden as exc:
+            log.warning("job %s: missing permission in channel %s (%s)", job.id, getattr(job.reply.channel, "id", None),
+                        exc.code)
+            await self._finish_failed(job, "failed", "The bot is not allowed to post images here (it needs the "
+                                      "Send Messages and Attach Files permissions); ask a server admin.")
         except ProviderError as exc:
             log.info("job %s failed: %s (%s)", job.id, type(exc).__name__, exc.detail or exc)
             outcome = "refused" if isinstance(exc, RefusedError) else "failed"
@@ -259,6 +264,12 @@ class JobRunner:
         except discord.HTTPException as exc:
             log.warning("could not start a thread on %s: %s", message.id, exc.status)
             await self.bot.storage.attach_channel(conv.id, None)
+            why = "the bot may not create threads here" if exc.status == 403 else "Discord refused it"
+            try:
+                await job.reply.notice(f"I could not start a thread for this image ({why}); use the buttons "
+                                       "or reply with /edit to keep refining it.")
+            except discord.HTTPException:
+                pass
         else:
             self.bot.dispatch("conversation_thread", thread, conv.id)  # cogs.preferences posts its settings card
 

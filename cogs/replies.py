@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 TOKEN_LIFETIME = timedelta(minutes=14)
 # Invalid Webhook Token, Unknown Webhook, Unknown Interaction: the 15 minutes are over.
 DEAD_TOKEN_CODES = (50027, 10015, 10062)
+# Unknown Channel, Unknown Message, Missing Access, Thread is archived (locked): the thread is gone.
+THREAD_GONE_CODES = (10003, 10008, 50001, 50083)
 
 
 def to_discord_files(files: list[OutFile]) -> list[discord.File]:
@@ -36,6 +38,9 @@ class Reply:
         ...
 
     async def fail(self, text: str, view: discord.ui.View | None = None) -> None: ...
+
+    async def notice(self, text: str) -> None:
+        """A side remark for the member (privately where Discord allows it)."""
 
     @property
     def message_id(self) -> int | None: ...
@@ -98,6 +103,10 @@ class InteractionReply(Reply):
         if self._expired() or await self._edit(content=text, view=view, attachments=[]) is None:
             await self._channel_reply().fail(text, view)
 
+    async def notice(self, text: str) -> None:
+        if not self._expired():
+            await self.interaction.followup.send(text, ephemeral=True)
+
 
 class ChannelReply(Reply):
     """A status message posted in a channel or thread, then edited into the result."""
@@ -121,19 +130,35 @@ class ChannelReply(Reply):
             kwargs["mention_author"] = False
         return await self.channel.send(**kwargs)
 
+    async def _post(self, **fields) -> discord.Message:
+        """Send the message, or edit it if it exists; if its thread was deleted or locked meanwhile,
+        post in the thread's parent channel instead, naming the member."""
+        try:
+            if self._message is None:
+                self._message = await self._send(**fields)
+            else:
+                edit = dict(fields)
+                if "files" in edit:
+                    edit["attachments"] = edit.pop("files")
+                self._message = await self._message.edit(**edit)
+            return self._message
+        except discord.HTTPException as exc:
+            parent = getattr(self.channel, "parent", None)
+            if exc.code not in THREAD_GONE_CODES or parent is None:
+                raise
+            log.info("thread %s is gone or locked (%s); answering in its parent channel", self.channel.id, exc.code)
+            self.channel, self.reference, self._message = parent, None, None
+            note = "(the thread was closed, so the answer is here)"
+            fields["content"] = f"{self.mention} {note}\n{fields.get('content') or ''}".strip()
+            fields.pop("attachments", None)  # a fresh message has nothing to keep
+            return await self._post(**fields)
+
     async def status(self, text: str, view: discord.ui.View | None) -> None:
-        if self._message is None:
-            self._message = await self._send(content=text, view=view)
-        else:
-            self._message = await self._message.edit(content=text, view=view)
+        await self._post(content=text, view=view)
 
     async def deliver(self, content: str, files: list[OutFile], view: discord.ui.View | None) -> discord.Message:
         batches = chunks(files)
-        if self._message is None:
-            self._message = await self._send(content=content, files=to_discord_files(batches[0]), view=view)
-        else:
-            self._message = await self._message.edit(
-                content=content, attachments=to_discord_files(batches[0]), view=view)
+        await self._post(content=content, files=to_discord_files(batches[0]), view=view)
         for batch in batches[1:]:
             await self.channel.send(files=to_discord_files(batch))
         return self._message
@@ -142,6 +167,9 @@ class ChannelReply(Reply):
         if self.mention and self.mention not in text:
             text = f"{self.mention} {text}"
         if self._message is None:
-            self._message = await self._send(content=text, view=view)
+            await self._post(content=text, view=view)
         else:
-            self._message = await self._message.edit(content=text, view=view, attachments=[])
+            await self._post(content=text, view=view, attachments=[])
+
+    async def notice(self, text: str) -> None:
+        await self.channel.send(f"{self.mention} {text}".strip())
