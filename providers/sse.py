@@ -14,60 +14,71 @@ class SSEReader:
 
     Handles LF and CRLF framing, `:` comment keep-alives, multi-line `data:` events and `[DONE]`
     (not returned; see `done`). Other fields (event, id, retry) are ignored.
+
+    It runs on the event loop, so a 20 MB line must cost as little as possible there: each chunk is
+    copied once into the line's own bytearray (which grows in place), and a finished `data:` line
+    is handed over as it is, its `data: ` prefix and CR cut off in place. Payloads are bytes, or
+    for lines over BIG bytes that bytearray (bytes-like: json.loads and every parser take it).
     """
 
+    BIG = 64 * 1024
+
     def __init__(self) -> None:
-        self._buf = bytearray()
-        self._scan = 0  # bytes of _buf already searched for a newline
-        self._data: list[bytes] = []
+        self._line = bytearray()  # the line not yet ended by a newline
+        self._data: list[bytes | bytearray] = []
         self.done = False  # saw `data: [DONE]`
         self.bytes_read = 0
         self.events = 0
         self.truncated = False  # set by close(): the stream stopped inside an event
 
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def feed(self, chunk: bytes) -> list[bytes | bytearray]:
         self.bytes_read += len(chunk)
-        buf = self._buf
-        buf += chunk
-        out: list[bytes] = []
-        start = 0
+        out: list[bytes | bytearray] = []
+        view = memoryview(chunk)
+        pos = 0
         while True:
-            nl = buf.find(b"\n", self._scan)
+            nl = chunk.find(b"\n", pos)
             if nl < 0:
-                self._scan = len(buf)
-                break
-            end = nl - 1 if nl > start and buf[nl - 1] == 0x0D else nl  # CRLF
-            self._line(bytes(buf[start:end]) if end > start else b"", out)
-            start = self._scan = nl + 1
-        if start:
-            del buf[:start]
-            self._scan -= start
-        return out
+                self._line += view[pos:]
+                return out
+            self._line += view[pos:nl]
+            self._end_line(out)
+            pos = nl + 1
 
-    def close(self) -> list[bytes]:
+    def close(self) -> list[bytes | bytearray]:
         """End of stream: flush a last line without newline and a last event without blank line."""
-        out: list[bytes] = []
-        self.truncated = bool(self._buf or self._data)
-        if self._buf:
-            self._line(bytes(self._buf).rstrip(b"\r"), out)
-            self._buf.clear()
-            self._scan = 0
-        self._line(b"", out)
+        out: list[bytes | bytearray] = []
+        self.truncated = bool(self._line or self._data)
+        if self._line:
+            self._end_line(out)
+        self._event(out)
         return out
 
-    def _line(self, line: bytes, out: list[bytes]) -> None:
+    def _end_line(self, out: list[bytes | bytearray]) -> None:
+        line, self._line = self._line, bytearray()
+        if line[-1:] == b"\r":  # CRLF
+            del line[-1:]
         if not line:
-            if self._data:
-                payload = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-                self._data = []
-                if payload.strip() == DONE:
-                    self.done = True
-                else:
-                    self.events += 1
-                    out.append(payload)
+            self._event(out)
             return
         if line[:1] == b":":  # comment / keep-alive
             return
-        field, sep, value = line.partition(b":")
-        if field == b"data":
-            self._data.append(value[1:] if value[:1] == b" " else value)
+        colon = line.find(b":", 0, 64)
+        field = bytes(line[:colon]) if colon >= 0 else bytes(line[:64])
+        if field != b"data":
+            return  # event, id, retry, unknown fields
+        if colon < 0:  # "data" alone: an empty value
+            self._data.append(b"")
+            return
+        del line[:colon + 2 if line[colon + 1:colon + 2] == b" " else colon + 1]  # O(1) at the front
+        self._data.append(line if len(line) > self.BIG else bytes(line))
+
+    def _event(self, out: list[bytes | bytearray]) -> None:
+        if self._data:
+            payload = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+            self._data = []
+            if len(payload) < 64 and payload.strip() == DONE:
+                self.done = True
+            else:
+                self.events += 1
+                out.append(payload)
