@@ -17,11 +17,12 @@ import pytest_asyncio
 
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway, Reply, make_png
+from fakes.secret_registry import register_secret
 from images import jpeg, png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-API_KEY = "sk-e2e-VERY-SECRET-KEY-123"
+API_KEY = register_secret("sk-e2e-VERY-SECRET-KEY-123", "test_bot_e2e.API_KEY")
 
 
 def bot_env(d: Driver, gw: FakeGateway, data_dir, **extra) -> dict[str, str]:

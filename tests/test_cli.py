@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 
 from fakes.fake_gateway import FakeGateway, Reply
+from fakes.secret_registry import record_output, register_secret
 from images import png
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "sk-cli-Distinctive-Key-9931"
+KEY = register_secret("sk-cli-Distinctive-Key-9931", "test_cli.KEY")
 PRESETS = ("mulerun", "mixroute", "yescale", "infinityblue", "google", "openrouter")
 
 
@@ -32,6 +33,7 @@ async def cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str
         sys.executable, "-m", "providers", *args, cwd=cwd, env=full_env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
+    record_output(f"python -m providers {' '.join(args)} -> {proc.returncode}", out.decode(), err.decode())
     return proc.returncode, out.decode(), err.decode()
 
 

@@ -12,14 +12,15 @@ import aiohttp
 import pytest
 
 from fakes.fake_gateway import FakeGateway, Reply, make_png
+from fakes.secret_registry import register_secret
 from providers.client import ProviderClient, ProviderRouter
 from providers.config import load_provider_configs
 from providers.errors import (AuthError, BadRequestError, ConfigError, MalformedResponse, NoImageError,
                               ProviderError, ProviderTimeout, RateLimitError, RefusedError, ServerError)
 from providers.models import GenerationRequest
 
-KEY = "sk-Zq9distinctiveTESTKEY7731"
-KEY2 = "AIzaOtherDistinctiveKeyForTests5512"
+KEY = register_secret("sk-Zq9distinctiveTESTKEY7731", "test_client.KEY")
+KEY2 = register_secret("AIzaOtherDistinctiveKeyForTests5512", "test_client.KEY2")
 REQUEST = GenerationRequest("a red apple")
 
 

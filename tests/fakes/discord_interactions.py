@@ -8,7 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from .discord_messages import Cdn, DiscordError, build_attachments, check_message, form_error, unknown
+from .discord_messages import (Cdn, DiscordError, ExternalAttachment, build_attachments, check_message,
+                               form_error, unknown)
 from .discord_rest import NO_CONTENT, ApiRequest, Messages, Route
 from .discord_state import MessageFlags, MessageRecord, World
 
@@ -135,8 +136,9 @@ class Interactions:
         raise LookupError(f"no registered command {name!r} (type {type_}) here; registered: {known}")
 
     def command_data(self, path: str, options: dict[str, Any], *, channel_id: int, interaction_id: int,
-                     type_: int = 1, focused: str | None = None) -> dict[str, Any]:
-        """data for a slash command: typed options from the registered schema, plus `resolved`."""
+                     type_: int = 1, focused: str | None = None, validate: bool = True) -> dict[str, Any]:
+        """data for a slash command: typed options from the registered schema, plus `resolved`.
+        validate=False skips Discord's checks of choices and min/max (a forged interaction)."""
         words = path.split()
         cmd = self.find_command(words[0], channel_id, type_)
         data: dict[str, Any] = {"id": cmd["id"], "name": cmd["name"], "type": cmd["type"]}
@@ -160,7 +162,8 @@ class Interactions:
                 opts.append({"name": name, "type": spec["type"], "value": str(value), "focused": True})
                 continue
             opts.append({"name": name, "type": spec["type"],
-                         "value": self.option_value(spec, value, channel_id, interaction_id, resolved)})
+                         "value": self.option_value(spec, value, channel_id, interaction_id, resolved,
+                                                    validate=validate)})
         missing = [o["name"] for o in schema if o.get("required") and o["name"] not in options]
         if missing and focused is None:
             raise ValueError(f"{path!r}: required options missing: {missing}")
@@ -169,9 +172,13 @@ class Interactions:
         return data
 
     def option_value(self, spec: dict[str, Any], value: Any, channel_id: int, interaction_id: int,
-                     resolved: dict[str, dict[str, Any]]) -> Any:
+                     resolved: dict[str, dict[str, Any]], *, validate: bool = True) -> Any:
         world, kind = self.world, spec["type"]
         if kind == 11:  # attachment: value is the (filename, bytes) the user uploaded with the command
+            if isinstance(value, ExternalAttachment):  # forged: a URL outside the CDN
+                att = value.payload(world)
+                resolved.setdefault("attachments", {})[att["id"]] = att
+                return att["id"]
             filename, data = value
             att = self.cdn.store(data, filename, channel_id=channel_id, ephemeral_for=interaction_id)
             resolved.setdefault("attachments", {})[att["id"]] = att
@@ -194,9 +201,14 @@ class Interactions:
             resolved.setdefault("channels", {})[str(target)] = {k: v for k, v in ch.items() if k in keep}
             return str(target)
         converted = {3: str, 4: int, 5: bool, 10: float}[kind](value)
+        if not validate:
+            return converted
         choices = spec.get("choices")
         if choices and converted not in [c["value"] for c in choices]:
             raise ValueError(f"option {spec['name']!r}: {value!r} is not one of {[c['value'] for c in choices]}")
+        low, high = spec.get("min_value"), spec.get("max_value")
+        if kind in (4, 10) and ((low is not None and converted < low) or (high is not None and converted > high)):
+            raise ValueError(f"option {spec['name']!r}: {value!r} is outside {low}..{high}")
         return converted
 
     def _is_role(self, value: Any) -> bool:

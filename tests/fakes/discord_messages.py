@@ -158,6 +158,27 @@ def image_info(data: bytes) -> tuple[str | None, int | None, int | None]:
         Image.MAX_IMAGE_PIXELS = old
 
 
+@dataclass(frozen=True)
+class ExternalAttachment:
+    """An attachment object whose URL points outside the fake CDN. Discord never sends one (it
+    stores every upload on its own CDN); a test forges one to prove the bot fetches attachment bytes
+    only from Discord's hosts. Use it as a slash-command attachment option value or in `say(files=)`."""
+
+    url: str
+    filename: str = "image.png"
+    size: int = 1024
+    content_type: str = "image/png"
+    width: int | None = 64
+    height: int | None = 64
+
+    def payload(self, world: World) -> dict[str, Any]:
+        att: dict[str, Any] = {"id": str(world.snowflake()), "filename": self.filename, "size": self.size,
+                               "url": self.url, "proxy_url": self.url, "content_type": self.content_type}
+        if self.width is not None:
+            att.update({"width": self.width, "height": self.height})
+        return att
+
+
 class Cdn:
     """Stores uploaded bytes and mints signed URLs the fake serves back, like cdn.discordapp.com."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import sys
@@ -25,12 +26,13 @@ from typing import Any, Callable, Iterable, Sequence
 import aiohttp
 
 from .discord_interactions import APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, modal_values
+from .discord_messages import ExternalAttachment
 from .discord_process import BotProcess
 from .discord_server import FakeDiscord, RequestRecord
 from .discord_state import MessageRecord, P, Settings
 from .discord_views import Attachment, Interaction, Message, walk_components
 
-__all__ = ["Attachment", "BotProcess", "Driver", "Interaction", "Message", "Settings"]
+__all__ = ["Attachment", "BotProcess", "Driver", "ExternalAttachment", "Interaction", "Message", "Settings"]
 
 SITECUSTOMIZE_DIR = Path(__file__).resolve().parent / "sitecustomize_dir"
 
@@ -65,6 +67,10 @@ class Driver:
                 except Exception:  # keep stopping the others; SIGKILL as a last resort
                     await run.kill()
         finally:
+            try:
+                self.dump_messages()
+            except Exception as exc:  # a dump must never hide the test's own outcome
+                print(f"fake Discord: could not dump messages to {self.log_dir}: {exc!r}", file=sys.stderr)
             await self.fake.stop()
             if self._tmp is not None:
                 self._tmp.cleanup()
@@ -74,6 +80,29 @@ class Driver:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+    def dump_messages(self, path: str | Path | None = None) -> Path:
+        """Write what users saw: every message the fake stored (each version, ephemeral and deleted
+        ones too), channel and thread names, the modals and autocomplete choices the bot sent, one
+        JSON object a line, to `log_dir/discord-messages.jsonl` (the secret scan reads it)."""
+        path = Path(path or self.log_dir / "discord-messages.jsonl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        world = self.world
+        with open(path, "w", encoding="utf-8") as out:
+            def write(obj: dict[str, Any]) -> None:
+                out.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+            for channel_id, channel in world.channels.items():
+                write({"channel_id": channel_id, "name": channel.get("name"), "topic": channel.get("topic")})
+            for channel_id, records in world.messages.items():
+                for rec in records.values():
+                    for n, version in enumerate([*rec.history, rec.data]):
+                        write({"channel_id": channel_id, "message_id": rec.id, "version": n,
+                               "ephemeral": rec.ephemeral, "deleted": rec.deleted,
+                               **{k: version.get(k) for k in ("content", "embeds", "components", "attachments")}})
+            for rec in self.fake.interactions.records.values():
+                if rec.modal is not None or rec.choices:
+                    write({"interaction_id": rec.id, "name": rec.name, "modal": rec.modal, "choices": rec.choices})
+        return path
 
     # ---- seeded ids ------------------------------------------------------------------------------------
 
@@ -254,9 +283,11 @@ class Driver:
             await asyncio.sleep(delay - age)
 
     def _files(self, files: Iterable[Any]) -> list[tuple[str, bytes]]:
-        out = []
+        out: list[Any] = []
         for i, f in enumerate(files):
-            if isinstance(f, (bytes, bytearray)):
+            if isinstance(f, ExternalAttachment):
+                out.append(f)
+            elif isinstance(f, (bytes, bytearray)):
                 out.append((f"file{i}.png" if bytes(f[:4]) == b"\x89PNG" else f"file{i}.bin", bytes(f)))
             elif isinstance(f, (str, Path)):
                 out.append((Path(f).name, Path(f).read_bytes()))
@@ -275,9 +306,12 @@ class Driver:
 
     async def slash(self, command: str, options: dict[str, Any] | None = None, *, user: Any = "alice",
                     channel: Any = "general", ack_deadline: float | None = None,
-                    token_lifetime: float | None = None, attachment_size_limit: int | None = None) -> Interaction:
-        """Run `/command [sub] options` as `user` in `channel`. Attachment options take bytes, a path or
-        (filename, bytes); user/role/channel options take ids or names. Clocks may be shortened per call."""
+                    token_lifetime: float | None = None, attachment_size_limit: int | None = None,
+                    validate: bool = True) -> Interaction:
+        """Run `/command [sub] options` as `user` in `channel`. Attachment options take bytes, a path,
+        (filename, bytes) or an ExternalAttachment; user/role/channel options take ids or names. Clocks
+        may be shortened per call. validate=False sends values outside the choices or min/max as given
+        (Discord's own client cannot; a forged interaction could)."""
         channel_id, user_id = self.channel_id(channel), self.world.resolve(user, "user")
         options = dict(options or {})
         interaction_id = self.world.snowflake()
@@ -286,7 +320,7 @@ class Driver:
                                                              and isinstance(value[1], (bytes, bytearray))):
                 options[name] = self._files([value])[0]
         data = self.fake.interactions.command_data(command, options, channel_id=channel_id,
-                                                   interaction_id=interaction_id)
+                                                   interaction_id=interaction_id, validate=validate)
         return self._interact(APPLICATION_COMMAND, data, user_id, channel_id, None, interaction_id,
                               ack_deadline, token_lifetime, attachment_size_limit)
 

@@ -104,6 +104,7 @@ class RecordedRequest:
     body: bytes
     json: Any = None
     form: list[FormField] | None = None
+    received_at: float = field(default_factory=time.monotonic)  # when the request arrived
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
