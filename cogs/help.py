@@ -19,7 +19,7 @@ COMMANDS = (
     ("/imagine", "an image from a prompt; optional shape, resolution (1K/2K/4K), count and provider"),
     ("/edit", "edit one image, or combine up to three, with a prompt"),
     ("Edit image", "right-click a message → Apps: edit the images in it"),
-    ("/settings", "your default shape, resolution and provider; in a bot thread, the thread's settings"),
+    ("/settings", "your default shape, resolution and provider; in a bot thread or DM conversation, its own"),
     ("/usage", "your images, spend and what is left of your quota"),
     ("/help", "this page"),
 )

@@ -56,10 +56,12 @@ def describe(bot: ImageBot, settings: dict[str, Any]) -> dict[str, str]:
             "Price": f"≈ {money(price)} per image"}
 
 
-def settings_embed(bot: ImageBot, settings: dict[str, Any], *, thread: bool) -> discord.Embed:
+def settings_embed(bot: ImageBot, settings: dict[str, Any], *, thread: bool, dm: bool = False) -> discord.Embed:
     if thread:
-        embed = discord.Embed(title="🧵 Thread settings", colour=discord.Colour.blurple(),
-                              description="Write in this thread to change the image: every message is the "
+        place = "this conversation" if dm else "this thread"
+        embed = discord.Embed(title="💬 Conversation settings" if dm else "🧵 Thread settings",
+                              colour=discord.Colour.blurple(),
+                              description=f"Write in {place} to change the image: every message is the "
                                           "next turn. These settings apply to the next turns.")
     else:
         embed = discord.Embed(title="⚙️ Your defaults", colour=discord.Colour.blurple(),
@@ -107,6 +109,10 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select],
 
     async def callback(self, interaction: discord.Interaction) -> None:
         bot: ImageBot = interaction.client
+        reason = denial(bot, interaction.user, interaction.channel)
+        if reason:
+            await interaction.response.send_message(reason, ephemeral=True)
+            return
         key, _, empty = SETTING_FIELDS[self.field]
         value = self.item.values[0] if self.item.values else empty
         value = None if value == empty or (self.field == "provider" and value not in bot.providers.names) else value
@@ -130,7 +136,8 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select],
             settings = {**conv.settings, key: value}
             await bot.storage.update_settings(conv.id, settings)
         log.info("%s settings %s: %s = %s", self.scope, self.target, key, value)
-        await interaction.response.edit_message(embed=settings_embed(bot, settings, thread=self.scope == "thread"),
+        dm = isinstance(interaction.channel, discord.DMChannel)
+        await interaction.response.edit_message(embed=settings_embed(bot, settings, thread=self.scope == "thread", dm=dm),
                                                 view=settings_view(bot, self.scope, self.target, settings))
 
 
@@ -193,8 +200,9 @@ class Preferences(commands.Cog):
             changes["resolution"] = None if resolution.value == "default" else resolution.value
         if provider:
             changes["provider"] = None if provider == "default" else provider
-        conv = None
-        if isinstance(interaction.channel, discord.Thread):
+        conv = None  # in a bot thread or a DM conversation, /settings is about that conversation
+        dm = isinstance(interaction.channel, discord.DMChannel)
+        if dm or isinstance(interaction.channel, discord.Thread):
             conv = await bot.storage.conversation_for_channel(interaction.channel.id)
         if conv is not None:
             refusal = thread_refusal(bot, interaction.user, conv) if changes else None
@@ -212,7 +220,7 @@ class Preferences(commands.Cog):
             scope, target = "me", interaction.user.id
         await interaction.response.send_message(
             ("Saved. " if changes else "") + "Change a setting with the menus below.",
-            embed=settings_embed(bot, settings, thread=scope == "thread"),
+            embed=settings_embed(bot, settings, thread=scope == "thread", dm=dm),
             view=settings_view(bot, scope, target, settings), ephemeral=True)
 
     @settings.autocomplete("provider")

@@ -156,6 +156,25 @@ async def test_the_thread_card_changes_the_settings_of_later_turns(world):
     assert prompt_sent(gw.requests[-1]).endswith("make it night\n\nAspect ratio 9:16, 4K resolution.")
 
 
+async def test_in_a_dm_settings_are_the_conversations_own(world):
+    d, gw = world
+    d.add_user("kim", roles=["Patron"])
+    dm = d.dm("kim")
+    h = await d.slash("settings", {"resolution": "2K"}, user="kim", channel=dm)
+    assert await h.ack() == 4 and (await h.response()).embeds[0]["title"] == "⚙️ Your defaults"
+    await made(await d.slash("imagine", {"prompt": "a dm moon"}, user="kim", channel=dm))
+    assert prompt_sent(gw.requests[-1]).endswith("2K resolution.")
+    h = await d.slash("settings", user="kim", channel=dm)
+    assert await h.ack() == 4
+    panel = await h.response()
+    assert panel.embeds[0]["title"] == "💬 Conversation settings" and field(panel, "Resolution") == "2K"
+    assert await (await d.select(panel, select_id(panel, ":res"), ["4K"], user="kim")).ack() == 7
+    mark = d.mark()
+    await d.say(dm, "now in colour", user="kim")
+    await d.wait_for_message(dm, result_of, after=mark, timeout=15)
+    assert prompt_sent(gw.requests[-1]).endswith("now in colour\n\n4K resolution.")
+
+
 async def test_a_role_with_a_higher_limit(world):
     d, _ = world
     d.add_user("gus", roles=["Patron"])
