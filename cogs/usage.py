@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 PERIOD_NAMES = {"day": "today", "month": "this month"}
 
 
+def images(n: int, bold: bool = False) -> str:
+    number = f"**{n}**" if bold else str(n)
+    return f"{number} image" if n == 1 else f"{number} images"
+
+
 def remaining_line(limit, used: float, *, kind: str, reset: float) -> str:
     """"**3** of 5 images left · resets in 4 hours", or "no limit"."""
     if limit is None:
@@ -34,8 +39,8 @@ def member_embed(user: discord.abc.User, place: str, status: QuotaStatus, day, m
     limits, window = status.limits, status.periods
     embed = discord.Embed(title=f"📊 Usage of {user.display_name}", description=place,
                           colour=discord.Colour.green())
-    embed.add_field(name="Today", value=f"**{day.images}** images · {money(day.cost)}")
-    embed.add_field(name="This month", value=f"**{month.images}** images · {money(month.cost)}")
+    embed.add_field(name="Today", value=f"{images(day.images, True)} · {money(day.cost)}")
+    embed.add_field(name="This month", value=f"{images(month.images, True)} · {money(month.cost)}")
     embed.add_field(name="\u200b", value="\u200b")  # a new row
     embed.add_field(name="Daily images", value=remaining_line(
         limits.user_daily_images, status.member_day.images, kind="images", reset=window.day_end))
@@ -65,7 +70,7 @@ async def server_embed(bot: ImageBot, guild: discord.Guild, period: str) -> disc
     since = window.day_start if period == "day" else window.month_start
     totals = await storage.usage_totals(guild.id, since)
     embed = discord.Embed(title=f"📊 {guild.name} · {PERIOD_NAMES[period]}", colour=discord.Colour.gold(),
-                          description=f"**{totals.images}** images · **{money(totals.cost)}** spent"
+                          description=f"{images(totals.images, True)} · **{money(totals.cost)}** spent"
                                       f"\n-# {totals.not_charged} failed or refused, not charged")
     if period == "day" and limits.guild_daily_images is not None:
         used = await storage.quota_use(guild.id, None, window.day_start)
@@ -77,13 +82,13 @@ async def server_embed(bot: ImageBot, guild: discord.Guild, period: str) -> disc
             limits.guild_monthly_budget, used.cost, kind="money", reset=window.month_end))
     top = await storage.top_users(guild.id, since, 10)
     embed.add_field(name="Top members", inline=False, value="\n".join(
-        f"{n}. <@{user_id}> — {images} images · {money(cost)}" for n, (user_id, images, cost) in
+        f"{n}. <@{user_id}> — {images(count)} · {money(cost)}" for n, (user_id, count, cost) in
         enumerate(top, start=1)) or "nobody yet")
     models = await storage.usage_by_model(guild.id, since)
     if models:
         embed.add_field(name="By model", inline=False, value="\n".join(
-            f"`{model}` {res} — {images} images · {money(cost)}".replace("  ", " ")
-            for model, res, images, cost in models))
+            f"`{model}` {res} — {images(count)} · {money(cost)}".replace("  ", " ")
+            for model, res, count, cost in models))
     return embed
 
 
