@@ -6,7 +6,6 @@ and decoded with Pillow in a worker thread with a pixel cap against decompressio
 """
 from __future__ import annotations
 
-import asyncio
 import io
 import warnings
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ import discord
 from PIL import Image
 
 from config import Settings
+from providers import cpu
 from providers.images import image_size, sniff_mime
 from providers.models import ImageData
 
@@ -59,7 +59,7 @@ async def read_images(attachments: Sequence[discord.Attachment], settings: Setti
             raise InputError(f"Could not download `{att.filename}` from Discord ({exc.status}).") from None
         if len(data) > settings.max_image_bytes:
             raise InputError(f"`{att.filename}` is larger than {settings.max_image_bytes / 2**20:.0f} MiB.")
-        images.append(await asyncio.to_thread(decode_image, data, att.filename, settings.max_image_pixels))
+        images.append(await cpu.run(decode_image, data, att.filename, settings.max_image_pixels))
     return images
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from . import cpu
 from .base import HttpRequest, ParsedAnswer, ProviderConfig
 from .config import translator_for
 from .errors import (AuthError, ConfigError, MalformedResponse, NoImageError, ProviderError,
@@ -82,7 +83,7 @@ class ProviderClient:
             fan_out = request.count > 1 and self.config.format != "openai_images"
             # Building and serialising the body base64-encodes every input image: off the loop,
             # and once even when several identical calls go out.
-            http, body = await asyncio.to_thread(
+            http, body = await cpu.run(
                 self._prepare, dataclasses.replace(request, count=1) if fan_out else request)
             if fan_out:
                 answer, images = await self._fan_out(http, body, request.count)
@@ -192,12 +193,12 @@ class ProviderClient:
                 assert ex.body is not None
                 if ex.body[:1024].lstrip()[:1] not in (b"{", b"["):  # HTML error page behind a 200
                     raise html_answer(cfg.name, status, ex.body, self._redact)
-                answer = await asyncio.to_thread(tr.parse_response, cfg, ex.body)
+                answer = await cpu.run(tr.parse_response, cfg, ex.body)
             else:
                 if not ex.events:
                     raise ServerError("The image service's stream ended before any answer.",
                                       provider=cfg.name, detail="SSE stream with no events")
-                answer = await asyncio.to_thread(tr.parse_stream, cfg, ex.events)
+                answer = await cpu.run(tr.parse_stream, cfg, ex.events)
         except MalformedResponse as exc:
             if ex.truncated:  # a stream cut mid-event: the gateway dropped us, worth a retry
                 raise ServerError("The image service's stream stopped halfway.", provider=cfg.name,
@@ -250,7 +251,7 @@ class ProviderClient:
         for url in urls:
             try:
                 data, _declared = await download(self._session, url, self.config, auth, self._redact)
-                images.append(await asyncio.to_thread(to_image, data))
+                images.append(await cpu.run(to_image, data))
             except ValueError:
                 first_error = first_error or MalformedResponse(
                     provider=self.config.name, detail="downloaded file is not an image")

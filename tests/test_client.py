@@ -13,6 +13,7 @@ import pytest
 
 from fakes.fake_gateway import FakeGateway, Reply, make_png
 from fakes.secret_registry import register_secret
+from providers import cpu
 from providers.client import ProviderClient, ProviderRouter
 from providers.config import load_provider_configs
 from providers.errors import (AuthError, BadRequestError, ConfigError, MalformedResponse, NoImageError,
@@ -425,12 +426,12 @@ async def test_client_can_be_used_alone(gw, session):
 
 async def test_parsing_runs_off_the_event_loop(router, gw, monkeypatch):
     threads = []
-    real = asyncio.to_thread
+    real = cpu.run
 
-    async def spy(fn, *args, **kw):
+    async def spy(fn, *args):
         threads.append(getattr(fn, "__name__", ""))
-        return await real(fn, *args, **kw)
-    monkeypatch.setattr("providers.client.asyncio.to_thread", spy)
+        return await real(fn, *args)
+    monkeypatch.setattr("providers.cpu.run", spy)
     await router().generate(REQUEST)
     assert "parse_response" in threads and "_prepare" in threads
 
