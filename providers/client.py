@@ -95,9 +95,11 @@ class ProviderClient:
         seconds = time.monotonic() - started
         log.info("%s: %d image(s) from %s in %.2fs (%d bytes)", self.config.name, len(images),
                  answer.model or self.config.model, seconds, sum(len(i.data) for i in images))
-        return GenerationResult(images=images, text=answer.text, usage=answer.usage,
+        # The model's words are shown to members and stored: a gateway echoing the key (in its own
+        # text, or in a text part kept for the next turn) must not carry it there.
+        return GenerationResult(images=images, text=self._redact.exact(answer.text), usage=answer.usage,
                                 provider=self.config.name, model=answer.model or self.config.model,
-                                seconds=seconds, provider_state=answer.provider_state)
+                                seconds=seconds, provider_state=_redact_texts(answer.provider_state, self._redact))
 
     async def _fan_out(self, http: HttpRequest, body: bytes | None,
                        count: int) -> tuple[ParsedAnswer, list[ImageData]]:
@@ -330,6 +332,16 @@ def _most_meaningful(errors: list[ProviderError]) -> ProviderError:
                             for e in errors)
         best.detail = f"all providers failed ({summary})" + (f"; {best.detail}" if best.detail else "")
     return best
+
+
+def _redact_texts(state: Any, redact: Redactor) -> Any:
+    """provider_state with every "text" value redacted; everything else (thought signatures) as is."""
+    if isinstance(state, dict):
+        return {k: redact.exact(v) if k == "text" and isinstance(v, str) else _redact_texts(v, redact)
+                for k, v in state.items()}
+    if isinstance(state, list):
+        return [_redact_texts(v, redact) for v in state]
+    return state
 
 
 def _form(fields: list[tuple[str, bytes | str, str | None, str | None]]) -> aiohttp.FormData:

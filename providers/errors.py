@@ -61,7 +61,7 @@ class ServerError(ProviderError):
     """5xx answers and connection failures: the gateway is down or overloaded."""
 
     retryable = True
-    default_message = "The image service is unavailable right now."
+    default_message = "The image service is unavailable right now; try again in a few minutes."
 
 
 class MalformedResponse(ProviderError):
@@ -96,3 +96,9 @@ class NoImageError(RefusedError):
     """A successful answer that holds no image (text only, or empty)."""
 
     default_message = "The model answered without an image."
+
+    @property
+    def user_message(self) -> str:
+        if not (self.model_text or "").strip() and not self.reason:  # nothing at all came back
+            return f"{str(self).rstrip('.')} and gave no reason; try again, or rephrase the prompt."
+        return super().user_message

@@ -1,7 +1,8 @@
 """Downloading image URLs found in answers: http(s) only, size-capped, no SSRF, no key leaks.
 
 A URL whose host resolves to a private, loopback or link-local address is refused unless it is
-the gateway's own host or the operator set allow_private_urls. Redirects are followed by hand so
+on the gateway's own origin (scheme, host and port: another port of a private gateway host is
+another service) or the operator set allow_private_urls. Redirects are followed by hand so
 each hop is checked again; the gateway's auth header goes only to the gateway's own origin.
 The address check runs before connecting: a host whose DNS answer changes between the check and
 the connection (DNS rebinding) is not covered.
@@ -38,7 +39,7 @@ async def _check_url(url: URL, config: ProviderConfig, gateway: URL) -> None:
     if url.scheme not in ("http", "https") or not url.host:
         raise MalformedResponse("The image service answered with an image link the bot cannot fetch.",
                                 detail=f"refused non-http(s) image URL scheme {url.scheme!r}")
-    if config.allow_private_urls or url.host == gateway.host:
+    if config.allow_private_urls or url.origin() == gateway.origin():
         return
     try:
         addresses = [ipaddress.ip_address(url.host)]

@@ -37,6 +37,15 @@ class Redactor:
             text = pattern.sub(repl, text)
         return text
 
+    def exact(self, text: str | None) -> str:
+        """Only the configured secrets masked: for the model's own words, where the generic
+        patterns would mangle ordinary text ("the bearer of", "key=value")."""
+        if not text:
+            return text or ""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
     def error(self, exc: ProviderError) -> ProviderError:
         """Redact an exception in place (message, detail, the model's text) and return it."""
         exc.args = tuple(self(a) if isinstance(a, str) else a for a in exc.args)
