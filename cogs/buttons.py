@@ -78,7 +78,28 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nb:canc
 
 
 async def run_action(bot: ImageBot, interaction: discord.Interaction, action: str, job_id: str) -> None:
-    """Reroll, Vary, 4K and Continue from here: a new job built from a stored one."""
+    """Reroll, Vary, 4K and Continue from here: a new job built from a stored one.
+
+    A double click must not start two jobs: the (action, job, member) key is claimed before any
+    await and held until the job it started has finished.
+    """
+    cog = bot.get_cog("Buttons")
+    key = (action, job_id, interaction.user.id)
+    if key in cog.pressed:
+        await interaction.response.send_message("Already on it: that button was just pressed.", ephemeral=True)
+        return
+    cog.pressed.add(key)
+    job = None
+    try:
+        job = await _start_from_stored_job(bot, interaction, action, job_id)
+    finally:
+        if job is None or job.task is None:
+            cog.pressed.discard(key)
+        else:
+            job.task.add_done_callback(lambda _: cog.pressed.discard(key))
+
+
+async def _start_from_stored_job(bot: ImageBot, interaction: discord.Interaction, action: str, job_id: str):
     from .jobs import JobSpec, Options  # jobs imports this module for its views
 
     reason = denial(bot, interaction.user, interaction.channel)
@@ -132,7 +153,7 @@ async def run_action(bot: ImageBot, interaction: discord.Interaction, action: st
         else:
             await interaction.response.defer(thinking=True)
             reply = InteractionReply(interaction)
-        await bot.jobs.submit(spec, reply, ticket)
+        return await bot.jobs.submit(spec, reply, ticket)
     except BaseException:
         ticket.release()
         raise
@@ -141,6 +162,7 @@ async def run_action(bot: ImageBot, interaction: discord.Interaction, action: st
 class Buttons(commands.Cog):
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
+        self.pressed: set[tuple[str, str, int]] = set()  # clicks whose job has not finished yet
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ActionButton, CancelButton)

@@ -119,6 +119,7 @@ class ChannelReply(Reply):
         guild = getattr(channel, "guild", None)
         self.upload_limit = upload_limit or (guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
         self._message: discord.Message | None = None
+        self._prefix = ""  # set once the answer had to leave a closed thread
 
     @property
     def message_id(self) -> int | None:
@@ -132,7 +133,9 @@ class ChannelReply(Reply):
 
     async def _post(self, **fields) -> discord.Message:
         """Send the message, or edit it if it exists; if its thread was deleted or locked meanwhile,
-        post in the thread's parent channel instead, naming the member."""
+        go on in the thread's parent channel, saying so and naming the member."""
+        if self._prefix and "content" in fields:
+            fields["content"] = f"{self._prefix}\n{fields['content'] or ''}".strip()
         try:
             if self._message is None:
                 self._message = await self._send(**fields)
@@ -144,12 +147,11 @@ class ChannelReply(Reply):
             return self._message
         except discord.HTTPException as exc:
             parent = getattr(self.channel, "parent", None)
-            if exc.code not in THREAD_GONE_CODES or parent is None:
+            if exc.code not in THREAD_GONE_CODES or parent is None or self._prefix:
                 raise
             log.info("thread %s is gone or locked (%s); answering in its parent channel", self.channel.id, exc.code)
             self.channel, self.reference, self._message = parent, None, None
-            note = "(the thread was closed, so the answer is here)"
-            fields["content"] = f"{self.mention} {note}\n{fields.get('content') or ''}".strip()
+            self._prefix = f"{self.mention} (the thread was closed, so the answer is here)".strip()
             fields.pop("attachments", None)  # a fresh message has nothing to keep
             return await self._post(**fields)
 

@@ -480,6 +480,11 @@ class Rest(ThreadRoutes):
         body, uploads = await req.body()
         if int(rec.data["author"]["id"]) != self.world.bot_id and set(body) - {"flags"}:
             raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+        world = self.world
+        if uploads and not world.permissions_in(world.bot_id, channel_id) & P.ATTACH_FILES:
+            raise DiscordError(*MISSING_PERMISSIONS)
+        if world.is_thread(channel_id) and world.channels[channel_id]["thread_metadata"]["archived"]:
+            raise DiscordError(400, 50083, "Thread is archived")  # edits do not unarchive, unlike posts
         limit = self.world.filesize_limit() if self.world.guild_of(channel_id) else DEFAULT_FILE_LIMIT
         check_message(self.world, body, uploads, size_limit=limit, creating=False, faults=self.faults)
         return copy.deepcopy(self.messages.edit(rec, body, uploads).data)
