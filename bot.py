@@ -42,6 +42,29 @@ class ImageBot(commands.Bot):
         self.settings = settings
         self.http_session = http_session
         self.lag_max_ms = 0.0
+        self.tree.on_error = self._on_app_command_error
+
+    async def _on_app_command_error(self, interaction: discord.Interaction,
+                                    error: discord.app_commands.AppCommandError) -> None:
+        """A command that fails before or inside its callback still answers the member, privately
+        (discord.py's default only logs, and the member sees "The application did not respond")."""
+        if isinstance(error, discord.app_commands.TransformerError):
+            # An option value outside its choices or type: Discord's client cannot send one, a forged
+            # interaction can.
+            log.info("refused option value %r for /%s", error.value, getattr(interaction.command, "name", "?"))
+            shown = str(error.value).replace("`", "'")[:80]
+            text = f"`{shown}` is not one of the values this option accepts; pick one from the list."
+        else:
+            log.error("command /%s failed", getattr(interaction.command, "name", "?"),
+                      exc_info=(type(error), error, error.__traceback__))
+            text = "Something went wrong on the bot's side; the error was logged."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("could not tell the member about the failed command: %s", exc.status)
 
     async def setup_hook(self) -> None:
         self.storage = await Storage.open(self.settings.database_path)
@@ -83,7 +106,8 @@ class ImageBot(commands.Bot):
                 await channel.send(f"<@{job.user_id}> The bot restarted while your image was being made "
                                    f"(“{job.options.get('prompt', '')[:100]}”). Press Reroll to try again.",
                                    view=result_view(job.id, failed=True),
-                                   allowed_mentions=discord.AllowedMentions(users=True))
+                                   # only the owner: the quoted prompt may hold other members' mentions
+                                   allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]))
             except discord.HTTPException as exc:
                 log.warning("could not tell about interrupted job %s: %s", job.id, exc.status)
 

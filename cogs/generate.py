@@ -92,7 +92,7 @@ class Generate(commands.Cog):
 
     def _options(self, ratio, resolution, count, provider) -> Options:
         return Options(aspect_ratio=None if ratio is None else ratio.value,  # "auto" is resolved in start
-                       resolution=resolution.value if resolution else None, count=count or 1,
+                       resolution=resolution.value if resolution else None, count=1 if count is None else count,
                        provider=provider or None)
 
     async def start(self, interaction: discord.Interaction, *, kind: str, prompt: str,
@@ -108,6 +108,8 @@ class Generate(commands.Cog):
             if options.provider and options.provider not in bot.providers.names:
                 raise InputError(f"There is no provider called `{options.provider}`; choose one of: "
                                  f"{', '.join(bot.providers.names)}.")
+            if not 1 <= options.count <= 4:  # Discord enforces the option's range; a forged interaction does not
+                raise InputError(f"count must be from 1 to 4, not {options.count}.")
         except InputError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
