@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from providers import cpu
-from providers.errors import ProviderError, RefusedError
+from providers.errors import NoImageError, ProviderError, RefusedError
 from providers.models import GenerationRequest, ImageData, Turn
 from storage import Conversation, JobRecord
 
@@ -196,7 +196,9 @@ class JobRunner:
         except ProviderError as exc:
             log.info("job %s failed: %s (%s)", job.id, type(exc).__name__, exc.detail or exc)
             outcome = "refused" if isinstance(exc, RefusedError) else "failed"
-            await self._finish_failed(job, "failed", _failure_text(exc), retry=not isinstance(exc, RefusedError))
+            # A refusal is final, but an empty answer is worth another try.
+            retry = not isinstance(exc, RefusedError) or isinstance(exc, NoImageError)
+            await self._finish_failed(job, "failed", _failure_text(exc), retry=retry)
         except Exception:
             log.exception("job %s crashed", job.id)
             await self._finish_failed(job, "failed", "Something went wrong on the bot's side; the error was logged.",

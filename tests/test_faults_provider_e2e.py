@@ -225,6 +225,7 @@ async def test_200_with_no_image_and_no_text(world):
     gw_a.enqueue(Reply(body=gemini_body(parts=[], finish="STOP")))
     msg = await imagine(d, "an empty answer")
     assert_clear(msg, "without an image", "try again")
+    assert [b["label"] for b in msg.buttons()] == ["Reroll"]  # not retried by itself, but one click away
     assert len(gw_a.requests) == 1 and gw_b.requests == []
 
 
