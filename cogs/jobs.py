@@ -196,8 +196,9 @@ class JobRunner:
         except ProviderError as exc:
             log.info("job %s failed: %s (%s)", job.id, type(exc).__name__, exc.detail or exc)
             outcome = "refused" if isinstance(exc, RefusedError) else "failed"
-            # A refusal is final, but an empty answer is worth another try.
-            retry = not isinstance(exc, RefusedError) or isinstance(exc, NoImageError)
+            # A refusal is final (the same request would be refused again); an empty answer that
+            # gives no reason is worth another try.
+            retry = not isinstance(exc, RefusedError) or (isinstance(exc, NoImageError) and not exc.model_text)
             await self._finish_failed(job, "failed", _failure_text(exc), retry=retry)
         except Exception:
             log.exception("job %s crashed", job.id)
