@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .harness import GatewayProcess
+from .harness import ControlProbe, GatewayProcess
 from .images import image_path
-from .report import machine, record, table, verdicts, header
+from .report import header, load_average, machine, record, table, verdicts
 from .scenarios import PLANS, SCENARIOS
 
 ORDER = ["overhead", "ack", "4k", "turns", "throughput"]
@@ -28,6 +28,8 @@ async def run(plan_name: str, only: list[str], workdir: Path) -> dict:
         image_path(name)  # made once, cached (a few seconds the first time)
     figures: dict = {"mode": plan_name, "started": time.time(), "machine": machine()}
     gateway = await GatewayProcess(workdir / "gateway.log").start()
+    gateway.control = await ControlProbe(workdir / "lag-control.txt").start()
+    figures["load_before"] = load_average()
     try:
         for name in ORDER:
             if only and name not in only:
@@ -37,7 +39,9 @@ async def run(plan_name: str, only: list[str], workdir: Path) -> dict:
             figures.update(await SCENARIOS[name](gateway, workdir / name, plan))
             print(f"[bench] {name} done in {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
     finally:
+        await gateway.control.close()
         await gateway.close()
+    figures["load_after"] = load_average()
     stalls = [figures[k] for k in ("stall_ack_ms", "stall_4k_ms") if k in figures]
     if stalls:
         figures["loop_stall_max_ms"] = max(stalls)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class GatewayProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.url = ""
         self._session: aiohttp.ClientSession | None = None
+        self.control: ControlProbe | None = None  # set by the runner: the machine's own lag
 
     async def start(self) -> GatewayProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
@@ -95,14 +97,41 @@ class BotRun:
 
     def lag_max(self, start: float, end: float) -> float:
         """The longest event-loop stall the bot's probe saw between two CLOCK_MONOTONIC times."""
-        worst = 0.0
-        with contextlib.suppress(FileNotFoundError):
-            for line in self.lag_file.read_text().splitlines():
-                stamp, _, ms = line.partition(" ")
-                # A stall that ends at `stamp` began `ms` earlier: count it if it overlaps the window.
-                if ms and float(stamp) >= start and float(stamp) - float(ms) / 1000 <= end:
-                    worst = max(worst, float(ms))
-        return worst
+        return lag_max(self.lag_file, start, end)
+
+
+def lag_max(path: Path | None, start: float, end: float) -> float:
+    """The longest lateness a probe file records in a window (0 when none of 1 ms or more)."""
+    worst = 0.0
+    with contextlib.suppress(FileNotFoundError, TypeError):
+        for line in Path(path).read_text().splitlines():
+            stamp, _, ms = line.partition(" ")
+            # A stall that ends at `stamp` began `ms` earlier: count it if it overlaps the window.
+            if ms and float(stamp) >= start and float(stamp) - float(ms) / 1000 <= end:
+                worst = max(worst, float(ms))
+    return worst
+
+
+class ControlProbe:
+    """`python -m bench.probe`: the same probe in an idle process, to show the machine's own noise."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> ControlProbe:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+        self.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.probe", str(self.path),
+                                                         cwd=ROOT, env=env, stdin=asyncio.subprocess.DEVNULL)
+        return self
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+    def max(self, start: float, end: float) -> float:
+        return lag_max(self.path, start, end)
 
 
 # Bot settings for every scenario: queue and per-member limits out of the way (50 and 200 jobs in
@@ -121,10 +150,24 @@ async def bot_run(gateway: GatewayProcess, workdir: Path, name: str, *, users: i
         proc = await d.start_bot([sys.executable, "bot.py"], cwd=ROOT, env=env, timeout=60)
         ids = [d.alice] + [d.add_user(f"bench{i}") for i in range(max(0, users - 1))]
         run = BotRun(d, lag_file, proc.pid, ids)
+        profiler = await _start_profiler(proc.pid, workdir / f"py-spy-{name}")
         try:
             yield run
         finally:
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                await profiler.wait()
             (workdir / f"bot-{name}.log").write_text(proc.output())
+
+
+async def _start_profiler(pid: int, out: Path):
+    """BENCH_PYSPY=1: sample the bot with py-spy (`pip install py-spy`) while the scenario runs;
+    writes <out>.txt (collapsed stacks, --idle) and <out>.svg is left to `flamegraph.pl` or speedscope."""
+    if not os.environ.get("BENCH_PYSPY"):
+        return None
+    return await asyncio.create_subprocess_exec(
+        "py-spy", "record", "--pid", str(pid), "--rate", "250", "--threads", "--idle", "--format", "raw",
+        "--output", f"{out}.txt", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
 def has_image(message: Message) -> bool:

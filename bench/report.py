@@ -29,7 +29,9 @@ ROWS = [  # (key, label, format)
     ("ack_p99_ms", "2. acknowledgement p99", "{:.1f} ms"),
     ("loop_stall_max_ms", "3. longest event-loop stall (scenarios 2 and 4)", "{:.1f} ms"),
     ("stall_ack_ms", "3.   during scenario 2", "{:.1f} ms"),
+    ("control_stall_ack_ms", "3.   same time, idle control process (machine noise)", "{:.1f} ms"),
     ("stall_4k_ms", "3.   during scenario 4", "{:.1f} ms"),
+    ("control_stall_4k_ms", "3.   same time, idle control process (machine noise)", "{:.1f} ms"),
     ("rss_peak_mb", "4. peak RSS (concurrent 4K results over SSE)", "{:.0f} MiB"),
     ("rss_baseline_mb", "4. RSS before", "{:.0f} MiB"),
     ("rss_per_4k_image_mb", "4. growth per in-flight 4K image", "{:.1f} MiB"),
@@ -54,6 +56,13 @@ def machine() -> dict[str, Any]:
             "system": f"{platform.system()} {platform.release()}"}
 
 
+def load_average() -> list[float]:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
 def verdicts(figures: dict[str, Any]) -> dict[str, bool]:
     return {key: figures[key] <= limit for key, limit in TARGETS.items() if isinstance(figures.get(key), (int, float))}
 
@@ -76,7 +85,12 @@ def header(figures: dict[str, Any]) -> str:
     m = figures["machine"]
     return (f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(figures['started']))} · `--{figures['mode']}`"
             f" · {m['nproc']} CPUs ({m['cpu']}) · Python {m['python']} · {m['system']}"
-            f" · {figures['duration_s']:.0f} s")
+            f" · {figures['duration_s']:.0f} s · load {fmt_load(figures.get('load_before'))} before,"
+            f" {fmt_load(figures.get('load_after'))} after")
+
+
+def fmt_load(load) -> str:
+    return "/".join(f"{x:.1f}" for x in load) if load else "?"
 
 
 def record(figures: dict[str, Any], note: str = "") -> None:

@@ -132,7 +132,7 @@ async def ack(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, A
     """2. `ack_jobs` /imagine dispatched at once (different members), `ack_rounds` times; each round
     waits for every result. Acknowledgement = INTERACTION_CREATE sent -> callback received."""
     await gateway.configure(latency=plan.ack_latency, image=image_path("1k"))
-    latencies, stalls = [], 0.0
+    latencies, stalls, control = [], 0.0, 0.0
     async with bot_run(gateway, workdir, "ack", users=plan.ack_jobs) as run:
         await _imagine_once(run, gateway, "warm-up")
         d = run.driver
@@ -143,10 +143,12 @@ async def ack(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, A
             await poll(lambda: all(h.record.acked_at for h in handles), 30, "acknowledgements")
             await wait_results(run, handles, 60 + plan.ack_jobs)
             stalls = max(stalls, run.lag_max(start, time.monotonic()))
+            control = max(control, gateway.control.max(start, time.monotonic()) if gateway.control else 0.0)
             latencies += [h.ack_latency for h in handles]
             await asyncio.sleep(0.5)  # thread creations finish before the next round
     return {"ack_p50_ms": percentile(latencies, 50) * 1000, "ack_p99_ms": percentile(latencies, 99) * 1000,
-            "ack_max_ms": max(latencies) * 1000, "ack_samples": len(latencies), "stall_ack_ms": stalls}
+            "ack_max_ms": max(latencies) * 1000, "ack_samples": len(latencies), "stall_ack_ms": stalls,
+            "control_stall_ack_ms": control}
 
 
 async def big_images(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
@@ -173,6 +175,7 @@ async def big_images(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict
         await sampler.stop()
         status = sampler.status()
         stalls = run.lag_max(start, end)
+        control = gateway.control.max(start, end) if gateway.control else 0.0
         peak = max(sampler.peak_sampled, status["VmHWM"] if hwm_reset else 0)
         upload_limit = plan.big_upload_limit or 10 * MiB
         sizes = []
@@ -187,6 +190,7 @@ async def big_images(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict
         "rss_per_4k_image_ratio": growth / image_bytes, "image_4k_mb": image_bytes / 1e6,
         "sent_4k_mb": statistics.median(sizes) / 1e6, "big_jobs": plan.big_jobs,
         "big_seconds": max(done) - min(h.dispatched_at for h in handles), "stall_4k_ms": stalls,
+        "control_stall_4k_ms": control,
     }
 
 
