@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import secrets
 from typing import Any, Callable, TypeVar
 
 from .base import ProviderConfig
@@ -40,6 +41,13 @@ def short(text: Any, limit: int = 300) -> str:
 def load_json(body: bytes | str) -> Any:
     """json.loads, or MalformedResponse naming what came instead (an HTML page, an empty body)."""
     try:
+        if len(body) > BIG_STRING and not isinstance(body, str):
+            try:
+                parsed = _load_with_big_strings(body)
+            except (ValueError, RecursionError):  # json.loads below says what is wrong
+                parsed = _NOT_FOUND
+            if parsed is not _NOT_FOUND:
+                return parsed
         return json.loads(body)
     except (ValueError, RecursionError):
         pass
@@ -48,6 +56,65 @@ def load_json(body: bytes | str) -> Any:
         raise MalformedResponse(detail="empty body")
     what = "an HTML page" if head[:1] == b"<" else "invalid JSON"
     raise MalformedResponse(detail=f"{what}: {short(body, 200)}")
+
+
+BIG_STRING = 1 << 20  # a JSON string this long (an image's base64) is cut out before json.loads
+_NOT_FOUND = object()
+
+
+def _load_with_big_strings(body: bytes | bytearray) -> Any:
+    """json.loads for an answer carrying an image as one huge string, without json scanning it.
+
+    json.loads holds the GIL for its whole run, and on a 20 MB answer that stalled the bot's event
+    loop for 25-200 ms even from a worker thread. Here each string over BIG_STRING bytes without a
+    backslash (base64 never has one) is found with memchr-speed searches, the rest is parsed with a
+    placeholder in its place, and the string is decoded in one pass. Same result as json.loads,
+    except that control characters inside such a string are not rejected. _NOT_FOUND when there is
+    no such string or anything looks unusual: the caller then uses json.loads.
+    """
+    spans, pos = [], 0
+    while True:
+        start = body.find(b'"', pos)
+        if start < 0:
+            break
+        end = start
+        while True:  # the closing quote: the next one not escaped by an odd run of backslashes
+            end = body.find(b'"', end + 1)
+            if end < 0:
+                return _NOT_FOUND
+            slashes = 0
+            while body[end - 1 - slashes] == 0x5C:
+                slashes += 1
+            if slashes % 2 == 0:
+                break
+        if end - start - 1 > BIG_STRING and body.find(b"\\", start + 1, end) < 0:
+            spans.append((start + 1, end))
+        pos = end + 1
+    if not spans:
+        return _NOT_FOUND
+    token = "\x00big-" + secrets.token_hex(6) + "-"
+    pieces, last = [], 0
+    for i, (start, end) in enumerate(spans):
+        pieces += [body[last:start], f"\\u0000big-{token[5:]}{i}".encode()]
+        last = end
+    pieces.append(body[last:])
+    parsed = json.loads(b"".join(pieces))
+    found = [0]
+
+    def restore(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(token):
+            with memoryview(body) as view:
+                start, end = spans[int(value[len(token):])]
+                found[0] += 1
+                return str(view[start:end], "utf-8")
+        if isinstance(value, dict):
+            return {k: restore(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [restore(v) for v in value]
+        return value
+
+    parsed = restore(parsed)
+    return parsed if found[0] == len(spans) else _NOT_FOUND
 
 
 def guarded(parse: Callable[..., Any]) -> Callable[..., Any]:

@@ -206,3 +206,15 @@ def test_image_ref_and_sink():
 def test_short_redacts_and_truncates():
     assert short("Authorization: Bearer abc.def") == "Authorization: ***"
     assert len(short("y" * 1000, 50)) == 50
+
+
+def test_load_json_cuts_out_huge_strings_with_the_same_result():
+    from providers.parsing import BIG_STRING, load_json
+
+    big = "QUJD" * (BIG_STRING // 4 + 10)
+    body = json.dumps({"a": [big, {"b": "x\\\"y", "c": big + "=="}], "d": "\u00e9", "e": None}).encode()
+    assert load_json(body) == json.loads(body) and load_json(bytearray(body)) == json.loads(body)
+    escaped = json.dumps({"k": "\\" + big}).encode()  # a backslash inside: left to json.loads
+    assert load_json(escaped) == json.loads(escaped)
+    as_key = json.dumps({big: 1}).encode()  # a huge key is not cut out
+    assert load_json(as_key) == json.loads(as_key)
