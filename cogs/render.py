@@ -1,6 +1,6 @@
 """Turn a generation result into what Discord accepts: files within the upload limit, short captions.
 
-Re-encoding runs in a worker thread (`prepare_files` is blocking and meant for asyncio.to_thread):
+Re-encoding runs in a worker thread (`prepare_files` is blocking and meant for providers.cpu.run):
 a 4K PNG can take a second of CPU, which must never stall the event loop.
 """
 from __future__ import annotations
