@@ -166,7 +166,7 @@ async def _start_profiler(pid: int, out: Path):
     if not os.environ.get("BENCH_PYSPY"):
         return None
     return await asyncio.create_subprocess_exec(
-        "py-spy", "record", "--pid", str(pid), "--rate", "250", "--threads", "--idle", "--format", "raw",
+        "py-spy", "record", "--pid", str(pid), "--rate", "250", "--threads", "--idle", "--format", os.environ.get("BENCH_PYSPY_FORMAT", "raw"),
         "--output", f"{out}.txt", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
