@@ -166,7 +166,7 @@ class JobRunner:
     # -- running -------------------------------------------------------------------------------
 
     async def _run(self, job: Job, user_turn: int, ticket: Ticket) -> None:
-        storage, spec = self.bot.storage, job.spec
+        storage = self.bot.storage
         status_task = asyncio.create_task(self._show_status(job))
         outcome = "failed"  # for the usage record, unless the job was charged
         try:

@@ -9,7 +9,7 @@ import functools
 import json
 import re
 import secrets
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 from .base import ProviderConfig
 from .errors import (AuthError, BadRequestError, MalformedResponse, ProviderError, ProviderTimeout,

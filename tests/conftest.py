@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -35,3 +34,21 @@ def secret_scan_artifacts(tmp_path_factory):
         root.removeHandler(handler)
         root.setLevel(old_level)
         handler.close()
+
+
+@pytest.fixture
+async def gw():
+    """A fake provider gateway on 127.0.0.1 (tests/fakes/fake_gateway.py)."""
+    from fakes.fake_gateway import FakeGateway
+
+    async with FakeGateway() as gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def session():
+    """The aiohttp session a provider client borrows, as the bot's would be."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        yield s

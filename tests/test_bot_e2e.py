@@ -5,7 +5,6 @@ tests' messages do not match.
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import sys
@@ -16,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from fakes.driver import Driver
-from fakes.fake_gateway import FakeGateway, Reply, make_png
+from fakes.fake_gateway import FakeGateway, make_png
 from fakes.secret_registry import register_secret
 from images import jpeg, png
 

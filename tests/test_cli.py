@@ -8,7 +8,6 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from fakes.fake_gateway import FakeGateway, Reply
@@ -18,12 +17,6 @@ from images import png
 ROOT = Path(__file__).resolve().parent.parent
 KEY = register_secret("sk-cli-Distinctive-Key-9931", "test_cli.KEY")
 PRESETS = ("mulerun", "mixroute", "yescale", "infinityblue", "google", "openrouter")
-
-
-@pytest.fixture
-async def gw():
-    async with FakeGateway() as gateway:
-        yield gateway
 
 
 async def cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:

@@ -1,17 +1,15 @@
 """providers.client against the fake gateway: errors, retries, failover, streams, downloads, redaction."""
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import logging
 import socket
 import time
 
-import aiohttp
 import pytest
 
-from fakes.fake_gateway import FakeGateway, Reply, make_png
+from fakes.fake_gateway import Reply, make_png
 from fakes.secret_registry import register_secret
 from providers import cpu
 from providers.client import ProviderClient, ProviderRouter
@@ -30,18 +28,6 @@ class Sleeps(list):
 
     async def __call__(self, seconds: float) -> None:
         self.append(seconds)
-
-
-@pytest.fixture
-async def gw():
-    async with FakeGateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture

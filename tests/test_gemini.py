@@ -11,7 +11,7 @@ from images import jpeg, png, webp
 from providers import gemini
 from providers.base import ProviderConfig
 from providers.errors import MalformedResponse, NoImageError, RateLimitError, RefusedError, ServerError
-from providers.images import decode_base64, to_image
+from providers.images import to_image
 from providers.models import GenerationRequest, Turn
 
 YESCALE = ProviderConfig(name="yescale", format="gemini", base_url="https://api.yescale.test/v1beta",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 
-import aiohttp
 import pytest
 from PIL import Image
 
@@ -26,18 +25,6 @@ INPUT_B64 = base64.b64encode(INPUT.data).decode()
 INPUT_URI = f"data:image/png;base64,{INPUT_B64}"
 PRESETS = ("mulerun", "mixroute", "yescale", "infinityblue", "google", "openrouter")
 CHAT_STYLE = {"infinityblue": "markdown", "openrouter": "images"}
-
-
-@pytest.fixture
-async def gw():
-    async with FakeGateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def router_for(gw: FakeGateway, session, preset: str, **extra) -> ProviderRouter:
