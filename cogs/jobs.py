@@ -65,23 +65,39 @@ class JobSpec:
 
 
 class Ticket:
-    """A reserved place in a conversation lane, taken the moment a message or command arrives."""
+    """A reserved place in a conversation lane, taken the moment a message or command arrives.
 
-    def __init__(self, runner: JobRunner, key: object, previous: asyncio.Future | None) -> None:
+    A turn runs when the previous turn of its lane is done, and posts its status message only once
+    the previous turn's exists, so a thread's answers appear in the order their prompts came in.
+    """
+
+    def __init__(self, runner: JobRunner, key: object, previous: Ticket | None) -> None:
         self._runner, self.key, self._previous = runner, key, previous
-        self._done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self._posted = loop.create_future()
         self.reservation: Reservation | None = None  # the member's quota, until a job takes it
+
+    async def wait_to_post(self) -> None:
+        if self._previous is not None:
+            await asyncio.shield(self._previous._posted)
 
     async def wait_turn(self) -> None:
         if self._previous is not None:
-            await asyncio.shield(self._previous)
+            await asyncio.shield(self._previous._done)
+            self._previous = None  # done implies posted; let the finished chain be collected
+
+    def posted(self) -> None:
+        if not self._posted.done():
+            self._posted.set_result(None)
 
     def release(self) -> None:
         self._runner.quota.settle(self.reservation, "released")  # admitted, but no job was started
         self.reservation = None
+        self.posted()
         if not self._done.done():
             self._done.set_result(None)
-        if self._runner._lanes.get(self.key) is self._done:
+        if self._runner._lanes.get(self.key) is self:
             del self._runner._lanes[self.key]
 
 
@@ -104,7 +120,7 @@ class JobRunner:
         self.bot = bot
         self.settings = bot.settings
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_jobs)
-        self._lanes: dict[object, asyncio.Future] = {}
+        self._lanes: dict[object, Ticket] = {}  # lane key -> its newest ticket
         self._waiting: list[Job] = []  # jobs waiting for a slot, in order
         self.jobs: dict[str, Job] = {}  # jobs not yet finished
         self.accepting = True
@@ -115,9 +131,8 @@ class JobRunner:
     def reserve(self, key: object | None) -> Ticket:
         """Take a place in a lane now, before any await, so arrival order is kept."""
         key = key if key is not None else object()
-        previous = self._lanes.get(key)
-        ticket = Ticket(self, key, previous)
-        self._lanes[key] = ticket._done
+        ticket = Ticket(self, key, self._lanes.get(key))
+        self._lanes[key] = ticket
         return ticket
 
     async def admit(self, user: discord.abc.User, guild_id: int | None, kind: str, options: Options,
@@ -167,7 +182,7 @@ class JobRunner:
 
     async def _run(self, job: Job, user_turn: int, ticket: Ticket) -> None:
         storage = self.bot.storage
-        status_task = asyncio.create_task(self._show_status(job))
+        status_task = asyncio.create_task(self._show_status(job, ticket))
         outcome = "failed"  # for the usage record, unless the job was charged
         try:
             await ticket.wait_turn()
@@ -290,8 +305,9 @@ class JobRunner:
         except discord.HTTPException as exc:
             log.warning("could not tell the member about job %s: %s", job.id, exc.status)
 
-    async def _show_status(self, job: Job) -> None:
+    async def _show_status(self, job: Job, ticket: Ticket) -> None:
         """Keep the status line fresh: queue position while waiting, elapsed time while running."""
+        await ticket.wait_to_post()
         while True:
             if job.state == "running":
                 elapsed = time.monotonic() - job.started
@@ -307,6 +323,8 @@ class JobRunner:
                     await job.reply.status(text, cancel_view(job.id))
                 except discord.HTTPException as exc:
                     log.debug("status update for %s failed: %s", job.id, exc.status)
+                finally:
+                    ticket.posted()
             await asyncio.sleep(self.settings.status_interval)
 
     # -- lifecycle -----------------------------------------------------------------------------
