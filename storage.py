@@ -257,6 +257,17 @@ class Storage(UsageStorage):
 
         return await self._write(fn=insert)
 
+    async def clear_conversation(self, conversation_id: int) -> int:
+        """Forget a conversation's turns and images (its settings stay); returns how many turns went."""
+
+        async def clear(db):
+            await db.execute("UPDATE conversations SET head_turn_id = NULL, updated_at = ? WHERE id = ?",
+                             (time.time(), conversation_id))
+            cur = await db.execute("DELETE FROM turns WHERE conversation_id = ?", (conversation_id,))
+            return cur.rowcount
+
+        return await self._write(fn=clear)
+
     async def set_turn_parent(self, turn_id: int, parent_id: int | None) -> None:
         await self._write([("UPDATE turns SET parent_id = ? WHERE id = ?", (parent_id, turn_id))])
 

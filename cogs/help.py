@@ -21,6 +21,7 @@ COMMANDS = (
     ("Edit image", "right-click a message → Apps: edit the images in it"),
     ("/settings", "your default shape, resolution and provider; in a bot thread or DM conversation, its own"),
     ("/usage", "your images, spend and what is left of your quota"),
+    ("/forget", "in a bot thread or DM: clear the conversation's history so the next turn starts fresh"),
     ("/help", "this page"),
 )
 ADMIN_COMMANDS = (

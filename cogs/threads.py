@@ -10,11 +10,12 @@ import re
 from typing import TYPE_CHECKING
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
 from storage import Conversation
 
-from .access import denial
+from .access import denial, is_admin
 from .inputs import InputError, check_prompt, image_attachments, read_images
 from .jobs import JobSpec, Options
 from .replies import ChannelReply
@@ -79,6 +80,22 @@ async def rebuild_from_thread(bot: ImageBot, thread: discord.Thread, *, exclude:
 class Threads(commands.Cog):
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
+
+    @app_commands.command(name="forget", description="Clear this conversation's history (in a bot thread or DM)")
+    async def forget(self, interaction: discord.Interaction) -> None:
+        """The next turn starts fresh; the messages stay, the model no longer sees them."""
+        conv = await self.bot.storage.conversation_for_channel(interaction.channel_id)
+        if conv is None:
+            await interaction.response.send_message("There is no conversation here to clear; use this in a "
+                                                    "bot thread or a DM with the bot.", ephemeral=True)
+            return
+        if interaction.user.id != conv.owner_id and not is_admin(self.bot, interaction.user):
+            await interaction.response.send_message("Only the member who started this conversation or an admin "
+                                                    "can clear it.", ephemeral=True)
+            return
+        turns = await self.bot.storage.clear_conversation(conv.id)
+        await interaction.response.send_message(
+            f"Cleared {turns} stored turns: the next message here starts a fresh image.", ephemeral=True)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

@@ -362,3 +362,20 @@ async def test_count_four_returns_four_files(world):
     msg = await h.response(where=result_of, timeout=15)
     assert [a.filename for a in msg.attachments] == [f"four-apples-{n}.png" for n in range(1, 5)]
     assert len(gw.requests) - before == 4  # chat answers one image per call: four calls at once
+
+
+async def test_forget_clears_the_history_for_its_owner_or_an_admin(world):
+    d, gw = world
+    h = await d.slash("imagine", {"prompt": "a windmill"}, user="bob")
+    first = await h.response(where=result_of, timeout=15)
+    thread = await d.wait_for_thread(lambda t: int(t["id"]) == first.id)
+    denied = await d.slash("forget", {}, user=d.add_user("stranger"), channel=thread)
+    assert "Only the member who started" in (await denied.response()).content
+    cleared = await d.slash("forget", {}, user="bob", channel=thread)  # bob started it
+    assert "Cleared 2 stored turns" in (await cleared.response()).content
+    by_admin = await d.slash("forget", {}, user="alice", channel=thread)  # alice has Manage Server
+    assert "Cleared 0 stored turns" in (await by_admin.response()).content
+    before, mark = len(gw.requests), d.mark()
+    await d.say(thread, "a fresh start", user="bob")
+    await d.wait_for_message(thread, result_of, after=mark, timeout=15)
+    assert sent_images(gw.requests[before]) == [] and "a windmill" not in str(gw.requests[before].json)
