@@ -218,3 +218,22 @@ def test_load_json_cuts_out_huge_strings_with_the_same_result():
     assert load_json(escaped) == json.loads(escaped)
     as_key = json.dumps({big: 1}).encode()  # a huge key is not cut out
     assert load_json(as_key) == json.loads(as_key)
+
+
+def test_load_json_of_huge_strings_leaves_no_reference_cycle_holding_the_body():
+    # A cycle would keep the 20 MB answer alive until the garbage collector runs: in a CPU worker
+    # process (providers.cpu), which allocates few objects, that was seldom, and each answer stayed.
+    import gc
+    import sys
+
+    from providers.parsing import BIG_STRING
+
+    body = json.dumps({"a": ["QUJD" * (BIG_STRING // 4 + 10)]}).encode()
+    gc.collect()
+    gc.disable()
+    try:
+        before = sys.getrefcount(body)
+        assert load_json(body)["a"][0].startswith("QUJD")
+        assert sys.getrefcount(body) == before
+    finally:
+        gc.enable()
