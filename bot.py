@@ -19,6 +19,7 @@ from dotenv import load_dotenv
 
 from cogs.jobs import JobRunner
 from config import Settings
+from providers import cpu
 from providers.client import ProviderRouter
 from providers.errors import ConfigError
 from storage import Storage
@@ -141,13 +142,20 @@ class ImageBot(commands.Bot):
 
 async def run(settings: Settings) -> None:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        bot = ImageBot(settings, session)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: asyncio.create_task(bot.close()))
-        async with bot:
-            await bot.start(settings.discord_token)
+    # Worker processes for parsing answers and re-encoding images (providers.cpu), for as long as
+    # the bot runs. They take about half a second to start; until then that work runs in threads.
+    starting = asyncio.create_task(asyncio.to_thread(cpu.start))
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            bot = ImageBot(settings, session)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, lambda: asyncio.create_task(bot.close()))
+            async with bot:
+                await bot.start(settings.discord_token)
+    finally:
+        await starting  # never raises: workers that cannot start leave the work in threads
+        await asyncio.to_thread(cpu.shutdown)
 
 
 def main() -> None:

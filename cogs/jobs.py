@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from providers import cpu
 from providers.errors import NoImageError, ProviderError, RefusedError
 from providers.models import GenerationRequest, ImageData, Turn
 from storage import Conversation, JobRecord
@@ -252,7 +251,7 @@ class JobRunner:
         """Post the result; if Discord still finds a file too large, re-encode smaller and try again."""
         spec, limit = job.spec, job.reply.upload_limit
         for attempt in range(3):
-            files, notes = await cpu.run(render.prepare_files, result.images, spec.prompt, limit)
+            files, notes = await render.prepare(result.images, spec.prompt, limit)
             if result.attempts:
                 notes.append(f"{', '.join(result.attempts)} failed, so {result.provider} answered instead.")
             content = render.caption(prompt=spec.prompt, model=result.model, provider=result.provider,

@@ -1,7 +1,8 @@
 """Turn a generation result into what Discord accepts: files within the upload limit, short captions.
 
-Re-encoding runs in a worker thread (`prepare_files` is blocking and meant for providers.cpu.run):
-a 4K PNG can take a second of CPU, which must never stall the event loop.
+Re-encoding a 4K PNG can take a second of CPU, which must never stall the event loop: `prepare`
+runs `prepare_files` (blocking) in a worker process when an image needs it, and inline otherwise
+(naming files costs nothing, and shipping a 1.5 MB image to a process and back costs a few ms).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from providers import cpu
 from providers.models import ImageData
 
 CONTENT_LIMIT = 2000
@@ -27,6 +29,13 @@ class OutFile:
 
 def slug(text: str, limit: int = 40) -> str:
     return _SLUG.sub("-", text.lower()).strip("-")[:limit].strip("-") or "image"
+
+
+async def prepare(images: list[ImageData], prompt: str, limit: int) -> tuple[list[OutFile], list[str]]:
+    """prepare_files without blocking the event loop."""
+    if any(len(img.data) > limit for img in images):
+        return await cpu.run_process(prepare_files, images, prompt, limit)
+    return prepare_files(images, prompt, limit)
 
 
 def prepare_files(images: list[ImageData], prompt: str, limit: int) -> tuple[list[OutFile], list[str]]:

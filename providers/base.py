@@ -3,7 +3,8 @@
 A translator module (`openai_chat`, `openai_images`, `gemini`) is pure: it turns a
 GenerationRequest into an HttpRequest and the gateway's bytes into a ParsedAnswer. It opens no
 sockets and never sleeps; `providers.client` does the HTTP, retries, error mapping and redaction
-once for all of them, and runs the parsers in a worker thread (they decode megabytes of base64).
+once for all of them, and runs the parsers in a worker process (providers.cpu: they decode megabytes
+of base64).
 
 Every translator module exposes:
 

@@ -36,6 +36,7 @@ from .fetch import download
 from .http_errors import backoff_delay, error_for_response, error_in_event, html_answer
 from .images import to_image
 from .models import GenerationRequest, GenerationResult, ImageData
+from .payload import BIG, Chunks, joined
 from .redact import Redactor, excerpt
 from .sse import SSEReader
 
@@ -52,8 +53,8 @@ Sleep = Callable[[float], Awaitable[Any]]
 class _Exchange:
     """What one HTTP attempt brought back, before parsing."""
 
-    body: bytes | None = None
-    events: list[bytes] | None = None
+    body: bytes | Chunks | None = None  # a long answer in the pieces it came in
+    events: list[bytes | Chunks] | None = None  # SSE payloads, likewise
     done: bool = False  # the stream said [DONE]
     truncated: bool = False  # the stream stopped inside an event
 
@@ -177,7 +178,7 @@ class ProviderClient:
                 if (http.stream and "json" not in ctype) or "event-stream" in ctype:
                     exchange = await self._read_stream(resp)
                 else:
-                    exchange = _Exchange(body=await self._read_body(resp))
+                    exchange = _Exchange(body=await self._read_body(resp, pieces=True))
                 self._log_http(http, status, started, body,
                                len(exchange.body or b"") + sum(map(len, exchange.events or ())))
         except (asyncio.TimeoutError, TimeoutError):
@@ -193,19 +194,19 @@ class ProviderClient:
         try:
             if ex.events is None:
                 assert ex.body is not None
-                if ex.body[:1024].lstrip()[:1] not in (b"{", b"["):  # HTML error page behind a 200
-                    raise html_answer(cfg.name, status, ex.body, self._redact)
-                answer = await cpu.run(tr.parse_response, cfg, ex.body)
+                if _head(ex.body, 1024).lstrip()[:1] not in (b"{", b"["):  # HTML error page behind a 200
+                    raise html_answer(cfg.name, status, _head(ex.body, 8192), self._redact)
+                answer = await cpu.run_process(_parse_body, tr.parse_response, cfg, ex.body)
             else:
                 if not ex.events:
                     raise ServerError("The image service's stream ended before any answer.",
                                       provider=cfg.name, detail="SSE stream with no events")
-                answer = await cpu.run(tr.parse_stream, cfg, ex.events)
+                answer = await cpu.run_process(_parse_stream, tr.parse_stream, cfg, ex.events)
         except MalformedResponse as exc:
             if ex.truncated:  # a stream cut mid-event: the gateway dropped us, worth a retry
                 raise ServerError("The image service's stream stopped halfway.", provider=cfg.name,
                                   detail="SSE stream ended inside an event") from None
-            exc.detail = self._redact(exc.detail) or excerpt(ex.body or b"", self._redact)
+            exc.detail = self._redact(exc.detail) or excerpt(_head(ex.body or b"", 8192), self._redact)
             raise
         except ProviderError:
             raise
@@ -218,23 +219,27 @@ class ProviderClient:
                               provider=cfg.name, detail=f"stream ended after {len(ex.events)} events")
         return answer
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read_body(self, resp: aiohttp.ClientResponse, *, pieces: bool = False) -> bytes | Chunks:
+        """The whole body; with `pieces`, a long one as Chunks (joined where it is parsed)."""
         limit = 4 * self.config.max_download_bytes
-        buf = bytearray()
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in resp.content.iter_any():
-            buf += chunk
-            if len(buf) > limit:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
                 raise MalformedResponse(provider=self.config.name, detail=f"answer over {limit} bytes")
-        return bytes(buf)
+        return Chunks(chunks) if pieces and size > BIG else b"".join(chunks)
 
     async def _read_stream(self, resp: aiohttp.ClientResponse) -> _Exchange:
         limit = 4 * self.config.max_download_bytes
         reader = SSEReader()
-        events: list[bytes] = []
+        events: list[bytes | Chunks] = []
 
-        def take(batch: list[bytes]) -> None:
+        def take(batch: list[bytes | Chunks]) -> None:
             for event in batch:
-                err = error_in_event(event, self._redact, self.config.name)
+                # An error object is short; a long payload (Chunks) is an image, parsed later.
+                err = error_in_event(event, self._redact, self.config.name) if isinstance(event, bytes) else None
                 if err is not None:
                     raise err
                 events.append(event)
@@ -332,6 +337,22 @@ def _most_meaningful(errors: list[ProviderError]) -> ProviderError:
                             for e in errors)
         best.detail = f"all providers failed ({summary})" + (f"; {best.detail}" if best.detail else "")
     return best
+
+
+# Run in a worker process (providers.cpu.run_process): joining a 4K answer's 23 MB is a copy the
+# event loop should not make. Module-level, so that they can be pickled by name.
+def _parse_body(parse: Callable[[ProviderConfig, bytes], ParsedAnswer], config: ProviderConfig,
+                body: bytes | Chunks) -> ParsedAnswer:
+    return parse(config, joined(body))
+
+
+def _parse_stream(parse: Callable[[ProviderConfig, list[bytes]], ParsedAnswer], config: ProviderConfig,
+                  events: list[bytes | Chunks]) -> ParsedAnswer:
+    return parse(config, [joined(e) for e in events])
+
+
+def _head(body: bytes | Chunks, n: int) -> bytes:
+    return body.head(n) if isinstance(body, Chunks) else body[:n]
 
 
 def _redact_texts(state: Any, redact: Redactor) -> Any:

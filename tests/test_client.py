@@ -414,8 +414,9 @@ async def test_parsing_runs_off_the_event_loop(router, gw, monkeypatch):
     threads = []
     real = cpu.run
 
-    async def spy(fn, *args):
+    async def spy(fn, *args):  # run_process uses the thread pool when no worker processes run
         threads.append(getattr(fn, "__name__", ""))
+        threads.extend(a.__name__ for a in args if callable(a) and hasattr(a, "__name__"))
         return await real(fn, *args)
     monkeypatch.setattr("providers.cpu.run", spy)
     await router().generate(REQUEST)
@@ -444,6 +445,31 @@ def test_sse_reader_framing(step):
 def test_sse_reader_flags_a_stream_cut_inside_an_event():
     reader, events = feed_all(b'data: {"a":1}\n\ndata: {"b":', 5)
     assert events == [b'{"a":1}', b'{"b":'] and reader.truncated and not reader.done
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_sse_reader_keeps_a_long_line_in_the_pieces_it_came_in(crlf):
+    from providers.payload import Chunks, joined
+    from providers.sse import SSEReader
+
+    nl = b"\r\n" if crlf else b"\n"
+    value = bytes(range(256)).replace(b"\n", b"").replace(b"\r", b"") * 1200  # ~300 KB
+    data = b": ping" + nl + nl + b"data: " + value + nl + b"data: tail" + nl + nl + b"data: {}" + nl + nl
+    reader, pieces = SSEReader(), [data[i:i + 16384] for i in range(0, len(data), 16384)]
+    events = [e for piece in pieces for e in reader.feed(piece)] + reader.close()
+    assert len(events) == 2 and isinstance(events[0], Chunks) and events[1] == b"{}"
+    assert joined(events[0]) == value + b"\ntail" and len(events[0]) == len(value) + 5
+    assert events[0].head(4) == value[:4]
+    # Whole chunks are kept as they are, not copied: only the first and the last piece are new.
+    kept = {id(p) for p in pieces}
+    assert sum(id(p) in kept for p in events[0].pieces) >= len(events[0].pieces) - 4
+
+
+async def test_a_long_html_page_behind_200_is_malformed(router, gw):
+    gw.enqueue(Reply(status=200, body="<html><title>Just a moment</title>" + "<p>x</p>" * 40000 + "</html>"))
+    with pytest.raises(MalformedResponse) as info:
+        await router(no_retry()).generate(REQUEST)
+    assert "Just a moment" in info.value.detail and len(info.value.detail) <= 300
 
 
 def test_sse_reader_is_linear_on_huge_lines():
