@@ -223,34 +223,79 @@ async def wait_results(run: BotRun, handles: list[Interaction], timeout: float) 
 
 
 class RssSampler:
-    """VmRSS of a process every `interval` seconds, plus its VmHWM (the kernel's own peak)."""
+    """Memory of the bot: its process and its children (the CPU worker processes), and the tmpfs
+    memory in use (large payloads cross to the workers through files on /dev/shm, which no RSS
+    shows). Sampled every `interval` seconds; also each process's own peak (VmHWM, reset first)."""
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
         self.pid, self.interval = pid, interval
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, int, int]] = []  # (time, bot, workers, tmpfs growth)
+        self.pids = [pid]
+        self._shmem0 = 0
         self._task: asyncio.Task | None = None
 
-    def status(self) -> dict[str, int]:
-        out = {}
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    key, value = line.split(":", 1)
-                    out[key] = int(value.split()[0]) * 1024
+    def status(self, pid: int | None = None) -> dict[str, int]:
+        out = {"VmRSS": 0, "VmHWM": 0}
+        try:
+            with open(f"/proc/{pid or self.pid}/status") as f:
+                for line in f:
+                    if line.startswith(("VmRSS:", "VmHWM:")):
+                        key, value = line.split(":", 1)
+                        out[key] = int(value.split()[0]) * 1024
+        except FileNotFoundError:  # a worker that exited
+            pass
         return out
 
+    def find_children(self) -> list[int]:
+        """The bot and every process below it (scans /proc: children files need CONFIG_PROC_CHILDREN)."""
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                parents[int(stat.parent.name)] = int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        tree, todo = [self.pid], [self.pid]
+        while todo:
+            parent = todo.pop()
+            kids = [p for p, pp in parents.items() if pp == parent]
+            tree += kids
+            todo += kids
+        self.pids = tree
+        return tree
+
+    @staticmethod
+    def shmem() -> int:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("Shmem:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def sample(self) -> tuple[float, int, int, int]:
+        rss = [self.status(p)["VmRSS"] for p in self.pids]
+        return time.monotonic(), rss[0], sum(rss[1:]), max(0, self.shmem() - self._shmem0)
+
+    def baseline(self) -> tuple[int, int]:
+        """(RSS of the bot, RSS of the bot and its workers) now; tmpfs growth counts from here."""
+        self.find_children()
+        self._shmem0 = self.shmem()
+        _, bot, workers, _ = self.sample()
+        return bot, bot + workers
+
     def reset_peak(self) -> bool:
-        """Reset VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
+        """Reset VmHWM to the current RSS (Linux >= 4.0) in every process; False where not allowed."""
         try:
-            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
-                f.write("5")
+            for pid in self.pids:
+                with open(f"/proc/{pid}/clear_refs", "w") as f:
+                    f.write("5")
             return True
         except OSError:
             return False
 
     async def _run(self) -> None:
         while True:
-            self.samples.append((time.monotonic(), self.status()["VmRSS"]))
+            self.samples.append(self.sample())
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
@@ -262,6 +307,12 @@ class RssSampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    @property
-    def peak_sampled(self) -> int:
-        return max((rss for _, rss in self.samples), default=0)
+    def peaks(self, hwm_reset: bool) -> dict[str, int]:
+        """bot: the bot process alone (max of its samples and its VmHWM), as before worker processes.
+        sampled: the highest sample of bot + workers + tmpfs. bound: an upper bound of the same,
+        every process's own VmHWM added up (their peaks need not coincide) plus the most tmpfs seen."""
+        hwm = [self.status(p)["VmHWM"] if hwm_reset else 0 for p in self.pids]
+        tmpfs = max((s[3] for s in self.samples), default=0)
+        return {"bot": max([hwm[0]] + [s[1] for s in self.samples]),
+                "sampled": max((s[1] + s[2] + s[3] for s in self.samples), default=0),
+                "bound": sum(hwm) + tmpfs}

@@ -153,7 +153,9 @@ async def ack(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, A
 
 async def big_images(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
     """4. `big_jobs` concurrent 4K results, each one base64 SSE line, re-encoded to fit the upload limit.
-    RSS growth = peak (VmHWM, and the 20 ms VmRSS samples) minus the RSS just before dispatch."""
+    Memory is the bot's and its CPU worker processes', plus the tmpfs their payloads cross through.
+    Growth = peak minus the same just before dispatch; the peak is the larger of the 20 ms samples
+    (bot + workers + tmpfs) and an upper bound (every process's VmHWM added up, plus tmpfs)."""
     big = image_path(plan.big_image)
     await gateway.configure(latency=plan.big_latency, image=image_path("1k"))
     options = {"provider": "mulesse", "resolution": "4K"}
@@ -164,7 +166,7 @@ async def big_images(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict
         image_bytes = await gateway.configure(latency=plan.big_latency, image=big)
         await asyncio.sleep(0.3)  # let the warm-up's leftovers settle
         sampler = RssSampler(run.pid)
-        baseline = sampler.status()["VmRSS"]
+        baseline_bot, baseline = sampler.baseline()
         hwm_reset = sampler.reset_peak()
         sampler.start()
         start = time.monotonic()
@@ -173,10 +175,12 @@ async def big_images(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict
         done = await wait_results(run, handles, 120 + 10 * plan.big_jobs)
         end = time.monotonic()
         await sampler.stop()
-        status = sampler.status()
+        peaks = sampler.peaks(hwm_reset)
+        (workdir / "rss-4k.txt").write_text("".join(  # kept with --keep: time, bot, workers, tmpfs (bytes)
+            f"{t:.3f} {bot} {workers} {tmpfs}\n" for t, bot, workers, tmpfs in sampler.samples))
         stalls = run.lag_max(start, end)
         control = gateway.control.max(start, end) if gateway.control else 0.0
-        peak = max(sampler.peak_sampled, status["VmHWM"] if hwm_reset else 0)
+        peak = max(peaks["sampled"], peaks["bound"])
         upload_limit = plan.big_upload_limit or 10 * MiB
         sizes = []
         for h in handles:
@@ -185,9 +189,12 @@ async def big_images(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict
             if att["size"] > upload_limit or not att["filename"].endswith((".jpg", ".webp")):
                 raise RuntimeError(f"4K result not re-encoded within the limit: {att['filename']} {att['size']}")
     growth = max(0, peak - baseline) / plan.big_jobs
+    growth_bot = max(0, peaks["bot"] - baseline_bot) / plan.big_jobs
     return {
         "rss_peak_mb": peak / MiB, "rss_baseline_mb": baseline / MiB, "rss_per_4k_image_mb": growth / MiB,
         "rss_per_4k_image_ratio": growth / image_bytes, "image_4k_mb": image_bytes / 1e6,
+        "rss_sampled_peak_mb": peaks["sampled"] / MiB, "rss_bot_peak_mb": peaks["bot"] / MiB,
+        "rss_bot_per_4k_image_ratio": growth_bot / image_bytes, "worker_processes": len(sampler.pids) - 1,
         "sent_4k_mb": statistics.median(sizes) / 1e6, "big_jobs": plan.big_jobs,
         "big_seconds": max(done) - min(h.dispatched_at for h in handles), "stall_4k_ms": stalls,
         "control_stall_4k_ms": control,
