@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 TOKEN_LIFETIME = timedelta(minutes=14)
 # Invalid Webhook Token, Unknown Webhook, Unknown Interaction: the 15 minutes are over.
 DEAD_TOKEN_CODES = (50027, 10015, 10062)
-# Unknown Channel, Unknown Message, Missing Access, Thread is archived (locked): the thread is gone.
-THREAD_GONE_CODES = (10003, 10008, 50001, 50083)
+# Unknown Channel, Missing Access, Thread is archived (locked): the thread is gone.
+THREAD_GONE_CODES = (10003, 50001, 50083)
+UNKNOWN_MESSAGE = 10008
 
 
 def to_discord_files(files: list[OutFile]) -> list[discord.File]:
@@ -134,18 +135,24 @@ class ChannelReply(Reply):
     async def _post(self, **fields) -> discord.Message:
         """Send the message, or edit it if it exists; if its thread was deleted or locked meanwhile,
         go on in the thread's parent channel, saying so and naming the member."""
-        if self._prefix and "content" in fields:
-            fields["content"] = f"{self._prefix}\n{fields['content'] or ''}".strip()
+        sent = dict(fields)
+        if self._prefix and "content" in sent:
+            sent["content"] = f"{self._prefix}\n{sent['content'] or ''}".strip()
         try:
             if self._message is None:
-                self._message = await self._send(**fields)
+                self._message = await self._send(**sent)
             else:
-                edit = dict(fields)
+                edit = sent
                 if "files" in edit:
                     edit["attachments"] = edit.pop("files")
                 self._message = await self._message.edit(**edit)
             return self._message
         except discord.HTTPException as exc:
+            if exc.code == UNKNOWN_MESSAGE and self._message is not None:
+                log.info("status message %s was deleted; posting a new one", self._message.id)
+                self._message = None  # somebody deleted it: the answer still deserves a message
+                fields.pop("attachments", None)
+                return await self._post(**fields)
             parent = getattr(self.channel, "parent", None)
             if exc.code not in THREAD_GONE_CODES or parent is None or self._prefix:
                 raise

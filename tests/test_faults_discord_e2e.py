@@ -60,6 +60,18 @@ async def test_thread_closed_before_the_result_answers_in_the_channel(world, clo
     assert f"<@{d.alice}>" in msg.content
 
 
+async def test_status_message_deleted_mid_job_the_answer_gets_a_new_message(world):
+    d, gw = world
+    _, thread = await start_in_thread(d, "status to be deleted")
+    image = answer_with(gw, (7, 7, 200), delay=1.0)
+    mark = d.mark()
+    await d.say(thread, "again please")
+    status = await d.wait_for_message(thread, lambda m: "Generating" in m.content, after=mark)
+    d.delete_message(status)
+    answer = await d.wait_for_message(thread, lambda m: m.attachments and not m.deleted, after=mark, timeout=20)
+    assert answer.id != status.id and answer.attachments[0].data == image
+
+
 async def test_double_click_starts_one_job(world):
     d, gw = world
     h = await d.slash("imagine", {"prompt": "click me twice"})

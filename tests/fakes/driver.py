@@ -471,3 +471,7 @@ class Driver:
 
     def delete_thread(self, thread: Any) -> None:
         self.fake.delete_channel(self.channel_id(thread))
+
+    def delete_message(self, message: Any) -> None:
+        """A moderator deletes a message (MESSAGE_DELETE); later edits of it answer 10008."""
+        self.fake.messages.delete(self._message(message).record)
