@@ -168,7 +168,22 @@ def main() -> None:
         sys.exit(2)
     discord.utils.setup_logging(level=logging.INFO)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except discord.PrivilegedIntentsRequired:
+        fail("Discord refused the Message Content intent: enable it for this bot in the developer portal "
+             "(Bot → Privileged Gateway Intents → Message Content Intent); thread turns need it.", 2)
+    except discord.LoginFailure:
+        fail("Discord rejected DISCORD_TOKEN: copy the bot's token again from the developer portal.", 2)
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        fail(f"Cannot reach Discord ({type(exc).__name__}); check the network and try again.", 1)
+
+
+def fail(message: str, code: int) -> None:
+    """One clear line instead of a traceback for the start-up failures an operator can fix."""
+    log.error("%s", message)
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
