@@ -1,7 +1,7 @@
 """Settings for the bot, read once from the environment (python-dotenv fills it from `.env`).
 
 `Settings.from_env` is the only reader of os.environ for the bot; provider variables are parsed by
-`providers.config`. Every problem is reported as one line naming the variable.
+`providers.presets`. Every problem is reported as one line naming the variable.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Settings:
-        from providers.config import load_provider_configs, provider_names
+        from providers.presets import load_provider_configs, provider_names
 
         problems: list[str] = []
         reader = _Reader(env, problems)

@@ -1,7 +1,7 @@
 """Async clients for the Nano Banana gateways. Knows nothing of Discord.
 
 The bot and the CLI use:
-    load_provider_configs(env) -> list[ProviderConfig]      (providers.config)
+    load_provider_configs(env) -> list[ProviderConfig]      (providers.presets)
     ProviderRouter(configs, session).generate(request, provider=None) -> GenerationResult
                                                              (providers.client)
 """

@@ -27,7 +27,7 @@ from dotenv import load_dotenv
 
 from .base import ProviderConfig
 from .client import ProviderRouter
-from .config import load_provider_configs
+from .presets import load_provider_configs
 from .errors import ConfigError, ProviderError, RefusedError
 from .images import to_image
 from .models import ASPECT_RATIOS, RESOLUTIONS, GenerationRequest, GenerationResult

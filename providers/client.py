@@ -29,7 +29,7 @@ import aiohttp
 
 from . import cpu
 from .base import HttpRequest, ParsedAnswer, ProviderConfig
-from .config import translator_for
+from .presets import translator_for
 from .errors import (AuthError, ConfigError, MalformedResponse, NoImageError, ProviderError,
                      ProviderTimeout, RateLimitError, ServerError)
 from .fetch import download

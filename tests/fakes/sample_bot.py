@@ -1,4 +1,4 @@
-"""A small, ordinary discord.py bot used only by the test bed's own tests (tests/test_testbed.py).
+"""A small, ordinary discord.py bot used only by the test bed's own tests (tests/e2e/test_testbed.py).
 
 It knows nothing about the fake: the test bed redirects it through sitecustomize, exactly as it does the
 real bot. `/stress` breaks one of Discord's rules on purpose and reports the error it got back.

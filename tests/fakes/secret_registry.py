@@ -1,10 +1,10 @@
 """Secrets the test suite configures, where the suite's artifacts go, and a scanner for leaks.
 
 Every test module or fixture that hands the bot (or the CLI, or the provider layer) a secret
-registers it: `register_secret(API_KEY, "test_bot_e2e.API_KEY")`. The fake Discord registers its bot
+registers it: `register_secret(API_KEY, "bot_helpers.API_KEY")`. The fake Discord registers its bot
 token itself. tests/conftest.py points `configure()` at a directory under pytest's basetemp, so the
 registry is also written to disk (for a later run of the scan module alone), and installs a DEBUG
-handler that logs the test process to a file there. tests/test_zz_secret_scan.py, which pytest runs
+handler that logs the test process to a file there. tests/unit/test_zz_secret_scan.py, which pytest runs
 last, scans every file under the basetemp for every registered secret: the test process's log, the
 bot processes' logs, the fake Discord's messages (the Driver dumps them on close), SQLite files in
 the bots' DATA_DIRs, CLI outputs (`record_output`).

@@ -15,7 +15,7 @@ import pytest_asyncio
 from fakes.driver import Driver, Message
 from fakes.fake_gateway import FakeGateway
 from fakes.secret_registry import register_secret
-from test_bot_e2e import answer_with, ephemeral_answer, result_of
+from fakes.bot_helpers import answer_with, ephemeral_answer, result_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

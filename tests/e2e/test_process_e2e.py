@@ -8,7 +8,7 @@ import sys
 
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway
-from test_bot_e2e import answer_with, bot_env, result_of
+from fakes.bot_helpers import answer_with, bot_env, result_of
 
 
 async def test_sigterm_finishes_running_jobs_and_tells_queued_ones(tmp_path):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from images import jpeg, png, webp
+from fakes.images import jpeg, png, webp
 from providers import openai_chat
 from providers.base import ProviderConfig
 from providers.errors import (AuthError, MalformedResponse, NoImageError, RateLimitError, RefusedError,

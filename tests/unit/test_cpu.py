@@ -21,7 +21,7 @@ from providers.errors import RateLimitError, RefusedError
 from providers.models import ImageData
 from providers.payload import Chunks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIG = cpu.SPILL_MIN + 12345
 
 

@@ -1,10 +1,10 @@
-"""providers.config: presets, overrides, and one clear line per problem (SPEC §3)."""
+"""providers.presets: presets, overrides, and one clear line per problem (SPEC §3)."""
 from __future__ import annotations
 
 import pytest
 
 from providers import gemini, openai_chat, openai_images
-from providers.config import PRESETS, load_provider_configs, translator_for
+from providers.presets import PRESETS, load_provider_configs, translator_for
 from providers.errors import ConfigError
 
 
@@ -151,9 +151,9 @@ def test_env_example_documents_every_variable_and_loads():
 
     from dotenv import dotenv_values
 
-    from providers.config import _OPTIONAL_FIELDS
+    from providers.presets import _OPTIONAL_FIELDS
 
-    path = Path(__file__).resolve().parent.parent / ".env.example"
+    path = Path(__file__).resolve().parents[2] / ".env.example"
     text = path.read_text()
     assert text.startswith("DISCORD_TOKEN=\n") and "# --- Providers ---" in text
     for suffix in ["PRESET", "API_KEY", "BASE_URL", "MODEL"] + [s for s, _ in _OPTIONAL_FIELDS.values()]:

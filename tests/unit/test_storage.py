@@ -5,7 +5,7 @@ import pytest
 
 from providers.models import ImageData
 from storage import JobRecord, Storage
-from images import jpeg, png
+from fakes.images import jpeg, png
 
 
 @pytest.fixture

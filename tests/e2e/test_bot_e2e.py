@@ -16,26 +16,11 @@ import pytest_asyncio
 
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway, make_png
-from fakes.secret_registry import register_secret
-from images import jpeg, png
+from fakes.bot_helpers import (API_KEY, MODEL, answer_with, bot_env, ephemeral_answer, last_user_text, result_of,
+                               sent_images, start_in_thread, thread_id)
+from fakes.images import jpeg, png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-API_KEY = register_secret("sk-e2e-VERY-SECRET-KEY-123", "test_bot_e2e.API_KEY")
-
-
-def bot_env(d: Driver, gw: FakeGateway, data_dir, **extra) -> dict[str, str]:
-    env = {
-        "DATA_DIR": str(data_dir),
-        "DISCORD_ATTACHMENT_HOSTS": d.cdn_host,
-        "STATUS_INTERVAL_SECONDS": "0.3",
-        "MAX_IMAGE_BYTES": str(3 * 2**20),
-        "MAX_IMAGE_PIXELS": "20000000",
-        **gw.provider_env("mule", "mulerun", API_KEY),
-        "PROVIDERS": "mule",
-    }
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -44,21 +29,6 @@ async def world(tmp_path_factory):
     async with FakeGateway(image_size=(96, 64)) as gw, Driver(log_dir=tmp) as d:
         await d.start_bot([sys.executable, "bot.py"], env=bot_env(d, gw, tmp / "data"))
         yield d, gw
-
-
-def result_of(msg) -> bool:
-    return bool(msg.attachments)
-
-
-def sent_images(request) -> list[bytes]:
-    """The images a chat-completions request carried, decoded from their data: URIs."""
-    found = []
-    for message in request.json["messages"]:
-        content = message["content"]
-        for part in content if isinstance(content, list) else []:
-            if part.get("type") == "image_url":
-                found.append(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))
-    return found
 
 
 async def test_imagine_posts_the_image_and_starts_a_thread(world):
@@ -152,37 +122,6 @@ async def test_bad_inputs_get_an_ephemeral_answer_and_no_provider_call(world):
     assert len(gw.requests) == before
 
 
-async def ephemeral_answer(h):
-    """The bot's private answer: the response itself (type 4), or a followup after a deferral."""
-    if await h.ack() == 4:
-        return await h.response()
-    return await h.followup(0)
-
-
-MODEL = "gemini-2.5-flash-image-preview"
-
-
-def last_user_text(request) -> str:
-    content = request.json["messages"][-1]["content"]
-    return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
-
-
-def answer_with(gw: FakeGateway, color, delay: float = 0.0) -> bytes:
-    """Queue one answer carrying a distinct image; return that image's bytes."""
-    gw.image = make_png((32, 32), color=color)
-    reply = gw.chat_answer(MODEL, stream=False)
-    reply.delay = delay
-    gw.enqueue(reply)
-    return gw.image
-
-
-async def start_in_thread(d: Driver, prompt: str):
-    h = await d.slash("imagine", {"prompt": prompt})
-    msg = await h.response(where=result_of, timeout=15)
-    thread = await d.wait_for_thread(lambda t: int(t["id"]) == msg.id)
-    return msg, thread
-
-
 async def test_reroll_vary_and_4k_buttons(world):
     d, gw = world
     first, thread = await start_in_thread(d, "a lighthouse")
@@ -207,10 +146,6 @@ async def test_reroll_vary_and_4k_buttons(world):
     upscale = await d.click(varied, label="4K")
     result = await upscale.response(where=result_of, timeout=15)
     assert "4K" in last_user_text(gw.requests[before]) and "4K" in result.content
-
-
-def thread_id(thread) -> int:
-    return int(thread["id"])
 
 
 async def test_continue_from_here_branches_the_thread(world):
@@ -278,7 +213,7 @@ async def test_turns_of_one_thread_run_in_order_while_threads_run_in_parallel(wo
 
 
 async def test_4k_result_over_the_upload_limit_is_reencoded_to_fit(world):
-    from images import noisy_png
+    from fakes.images import noisy_png
 
     d, gw = world
     gw.image = noisy_png((2100, 1800))

@@ -6,7 +6,7 @@ import sys
 
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway, make_png
-from test_bot_e2e import bot_env, result_of, sent_images
+from fakes.bot_helpers import bot_env, result_of, sent_images
 
 
 async def test_restart_between_turns_keeps_the_thread_and_buttons(tmp_path):

@@ -12,9 +12,9 @@ from PIL import Image
 
 from fakes.fake_gateway import FakeGateway, Reply
 from fakes.secret_registry import record_output, register_secret
-from images import png
+from fakes.images import png
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY = register_secret("sk-cli-Distinctive-Key-9931", "test_cli.KEY")
 PRESETS = ("mulerun", "mixroute", "yescale", "infinityblue", "google", "openrouter")
 

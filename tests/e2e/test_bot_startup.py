@@ -6,7 +6,7 @@ import sys
 from fakes.discord_state import Settings as DiscordRules
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway
-from test_bot_e2e import bot_env
+from fakes.bot_helpers import bot_env
 
 
 async def run_until_exit(d: Driver, env: dict) -> tuple[int, str]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("overhead_median_ms", "overhead_p95_ms", "direct_ratio", "ack_p50_ms", "ack_p99_ms", "loop_stall_max_ms",
         "rss_peak_mb", "rss_per_4k_image_ratio", "turn_overhead_growth", "throughput_per_s")
 

@@ -9,7 +9,7 @@ import pytest_asyncio
 
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway
-from test_bot_e2e import answer_with, bot_env, last_user_text, result_of, start_in_thread
+from fakes.bot_helpers import answer_with, bot_env, last_user_text, result_of, start_in_thread
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

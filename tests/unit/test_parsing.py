@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from images import png
+from fakes.images import png
 from providers.base import ProviderConfig
 from providers.errors import (AuthError, BadRequestError, MalformedResponse, ProviderTimeout,
                               RateLimitError, RefusedError, ServerError)

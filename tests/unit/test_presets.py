@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from fakes.fake_gateway import SIGNATURE_IMAGE, SIGNATURE_TEXT, FakeGateway
-from images import jpeg, png
+from fakes.images import jpeg, png
 from providers.client import ProviderRouter
-from providers.config import load_provider_configs
+from providers.presets import load_provider_configs
 from providers.images import to_image
 from providers.models import GenerationRequest, GenerationResult, Turn
 

@@ -7,7 +7,7 @@ from PIL import Image
 from cogs import render
 from cogs.inputs import InputError, decode_image
 from providers.models import ImageData
-from images import jpeg, noisy_png, png, webp
+from fakes.images import jpeg, noisy_png, png, webp
 
 
 def test_files_are_named_by_prompt_and_sniffed_type():

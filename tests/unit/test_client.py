@@ -13,7 +13,7 @@ from fakes.fake_gateway import Reply, make_png
 from fakes.secret_registry import register_secret
 from providers import cpu
 from providers.client import ProviderClient, ProviderRouter
-from providers.config import load_provider_configs
+from providers.presets import load_provider_configs
 from providers.errors import (AuthError, BadRequestError, ConfigError, MalformedResponse, NoImageError,
                               ProviderError, ProviderTimeout, RateLimitError, RefusedError, ServerError)
 from providers.models import GenerationRequest

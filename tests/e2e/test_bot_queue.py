@@ -5,7 +5,7 @@ import sys
 
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway
-from test_bot_e2e import answer_with, bot_env, result_of
+from fakes.bot_helpers import answer_with, bot_env, result_of
 
 
 async def test_waiting_jobs_show_their_queue_position(tmp_path):

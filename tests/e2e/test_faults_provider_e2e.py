@@ -23,7 +23,7 @@ import pytest_asyncio
 from fakes.driver import Driver, Message
 from fakes.fake_gateway import FakeGateway, Reply, make_png
 from fakes.secret_registry import register_secret
-from test_bot_e2e import result_of
+from fakes.bot_helpers import result_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

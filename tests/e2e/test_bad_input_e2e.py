@@ -16,7 +16,7 @@ import pytest_asyncio
 from fakes.driver import Driver, ExternalAttachment, Message
 from fakes.fake_gateway import FakeGateway, Reply, make_png
 from fakes.secret_registry import register_secret
-from test_bot_e2e import ephemeral_answer, result_of, start_in_thread
+from fakes.bot_helpers import ephemeral_answer, result_of, start_in_thread
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

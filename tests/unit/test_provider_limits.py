@@ -16,7 +16,7 @@ from fakes.fake_gateway import FakeGateway, Reply
 from fakes.secret_registry import register_secret
 from providers.base import ProviderConfig
 from providers.client import ProviderRouter
-from providers.config import load_provider_configs
+from providers.presets import load_provider_configs
 from providers.errors import MalformedResponse
 from providers.fetch import download
 from providers.models import GenerationRequest

@@ -9,7 +9,7 @@ import time
 import pytest
 from PIL import Image
 
-from images import jpeg, png, webp
+from fakes.images import jpeg, png, webp
 from providers.images import (b64, data_uri, decode_base64, find_markdown_images, image_size,
                               looks_like_image_ref, parse_image_ref, sniff_mime, to_image)
 from providers.models import ImageData

@@ -1,0 +1,75 @@
+"""Helpers shared by the bot's end-to-end tests (tests/e2e/): the bot's environment against a fake
+gateway, and small readers of the fake Discord's messages and the fake gateway's requests."""
+from __future__ import annotations
+
+import base64
+
+from .driver import Driver
+from .fake_gateway import FakeGateway, make_png
+from .secret_registry import register_secret
+
+API_KEY = register_secret("sk-e2e-VERY-SECRET-KEY-123", "bot_helpers.API_KEY")
+
+
+def bot_env(d: Driver, gw: FakeGateway, data_dir, **extra) -> dict[str, str]:
+    env = {
+        "DATA_DIR": str(data_dir),
+        "DISCORD_ATTACHMENT_HOSTS": d.cdn_host,
+        "STATUS_INTERVAL_SECONDS": "0.3",
+        "MAX_IMAGE_BYTES": str(3 * 2**20),
+        "MAX_IMAGE_PIXELS": "20000000",
+        **gw.provider_env("mule", "mulerun", API_KEY),
+        "PROVIDERS": "mule",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def result_of(msg) -> bool:
+    return bool(msg.attachments)
+
+
+def sent_images(request) -> list[bytes]:
+    """The images a chat-completions request carried, decoded from their data: URIs."""
+    found = []
+    for message in request.json["messages"]:
+        content = message["content"]
+        for part in content if isinstance(content, list) else []:
+            if part.get("type") == "image_url":
+                found.append(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))
+    return found
+
+
+async def ephemeral_answer(h):
+    """The bot's private answer: the response itself (type 4), or a followup after a deferral."""
+    if await h.ack() == 4:
+        return await h.response()
+    return await h.followup(0)
+
+
+MODEL = "gemini-2.5-flash-image-preview"
+
+
+def last_user_text(request) -> str:
+    content = request.json["messages"][-1]["content"]
+    return content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+
+
+def answer_with(gw: FakeGateway, color, delay: float = 0.0) -> bytes:
+    """Queue one answer carrying a distinct image; return that image's bytes."""
+    gw.image = make_png((32, 32), color=color)
+    reply = gw.chat_answer(MODEL, stream=False)
+    reply.delay = delay
+    gw.enqueue(reply)
+    return gw.image
+
+
+async def start_in_thread(d: Driver, prompt: str):
+    h = await d.slash("imagine", {"prompt": prompt})
+    msg = await h.response(where=result_of, timeout=15)
+    thread = await d.wait_for_thread(lambda t: int(t["id"]) == msg.id)
+    return msg, thread
+
+
+def thread_id(thread) -> int:
+    return int(thread["id"])
