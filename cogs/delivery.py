@@ -12,6 +12,7 @@ from providers.models import GenerationResult
 
 from . import render
 from .views import cancel_view, result_view
+from .preferences import post_settings_card
 from .replies import Reply
 
 if TYPE_CHECKING:
@@ -82,5 +83,5 @@ class DiscordDelivery:
             except discord.HTTPException:
                 pass
             return False
-        self.bot.dispatch("conversation_thread", thread, conversation_id)  # cogs.preferences posts its card
+        await post_settings_card(self.bot, thread, conversation_id)
         return True

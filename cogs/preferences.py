@@ -141,6 +141,18 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select],
                                                 view=settings_view(bot, self.scope, self.target, settings))
 
 
+async def post_settings_card(bot: ImageBot, thread: discord.Thread, conversation_id: int) -> None:
+    """A result just opened a thread: put the settings card at its top."""
+    conv = await bot.store.conversation(conversation_id)
+    if conv is None:
+        return
+    try:
+        await thread.send(embed=settings_embed(bot, conv.options, thread=True),
+                          view=settings_view(bot, "thread", conv.id, conv.options))
+    except discord.HTTPException as exc:
+        log.warning("could not post the settings card in thread %s: %s", thread.id, exc.status)
+
+
 def thread_refusal(bot: ImageBot, user, conv) -> str | None:
     """Who may change a thread's settings: whoever started it, and admins."""
     if user.id == conv.owner_id or conv.owner_id == getattr(bot.user, "id", None) or is_admin(bot, user):
@@ -157,18 +169,6 @@ class Preferences(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(SettingSelect)
-
-    @commands.Cog.listener()
-    async def on_conversation_thread(self, thread: discord.Thread, conversation_id: int) -> None:
-        """A result just opened a thread: put the settings card at its top."""
-        conv = await self.bot.store.conversation(conversation_id)
-        if conv is None:
-            return
-        try:
-            await thread.send(embed=settings_embed(self.bot, conv.options, thread=True),
-                              view=settings_view(self.bot, "thread", conv.id, conv.options))
-        except discord.HTTPException as exc:
-            log.warning("could not post the settings card in thread %s: %s", thread.id, exc.status)
 
     @app_commands.command(name="settings", description="Your default shape, resolution and provider; "
                                                        "in a bot thread, the thread's settings")

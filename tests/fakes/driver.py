@@ -37,8 +37,19 @@ __all__ = ["Attachment", "BotProcess", "Driver", "ExternalAttachment", "Interact
 SITECUSTOMIZE_DIR = Path(__file__).resolve().parent / "sitecustomize_dir"
 
 
+TRACEBACK = "Traceback (most recent call last)"
+
+
 class Driver:
-    """Starts the fake Discord and the bot process, and acts as Discord's users."""
+    """Starts the fake Discord and the bot process, and acts as Discord's users.
+
+    Every Driver is checked after each test (tests/e2e/conftest.py) and when it closes: a route the
+    fake does not know, an error inside the fake, or a traceback in a bot log fails the test, so a
+    handler that crashes after its visible part cannot pass. A test that provokes one on purpose
+    says so with `allow_problems(...)`.
+    """
+
+    live: list[Driver] = []  # open drivers, for the per-test check
 
     def __init__(self, *, settings: Settings | None = None, log_dir: str | Path | None = None,
                  human_delay: tuple[float, float] = (0.05, 0.1), seed: int = 0,
@@ -52,14 +63,19 @@ class Driver:
         self.guild_ready_timeout = guild_ready_timeout
         self.bot: BotProcess | None = None
         self.runs: list[BotProcess] = []
+        self._checked: dict[str, int] = {}  # what check_clean has already looked at
+        self._allowed: list[str] = []  # problems a test provokes on purpose (substrings)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> Driver:
         await self.fake.start()
+        Driver.live.append(self)
         return self
 
     async def close(self) -> None:
+        if self in Driver.live:
+            Driver.live.remove(self)
         try:
             for run in self.runs:
                 try:
@@ -72,8 +88,11 @@ class Driver:
             except Exception as exc:  # a dump must never hide the test's own outcome
                 print(f"fake Discord: could not dump messages to {self.log_dir}: {exc!r}", file=sys.stderr)
             await self.fake.stop()
-            if self._tmp is not None:
-                self._tmp.cleanup()
+            try:
+                self.check_clean()
+            finally:
+                if self._tmp is not None:
+                    self._tmp.cleanup()
 
     async def __aenter__(self) -> Driver:
         return await self.start()
@@ -261,9 +280,33 @@ class Driver:
         return [Interaction(self, r) for r in self.fake.interactions.records.values()]
 
     def assert_clean(self) -> None:
-        """No unknown routes were hit and the fake itself never crashed."""
-        assert not self.fake.unknown_routes, f"unknown routes: {[str(r) for r in self.fake.unknown_routes]}"
-        assert not self.fake.internal_errors, "\n".join(self.fake.internal_errors)
+        """No unknown routes were hit, the fake itself never crashed, no bot log has a traceback."""
+        self.check_clean()
+
+    def allow_problems(self, *substrings: str) -> None:
+        """Tracebacks (or fake errors) containing one of these are expected from now on (a bot logs
+        them when it gets to it, so the allowance stays for the driver's life)."""
+        self._allowed.extend(substrings)
+
+    def problems(self) -> list[str]:
+        """What went wrong since the last check (each problem reported once)."""
+        found = [f"unknown route {r}" for r in self.fake.unknown_routes[self._checked.get("routes", 0):]]
+        found += [f"fake Discord error: {e}" for e in self.fake.internal_errors[self._checked.get("errors", 0):]]
+        self._checked["routes"], self._checked["errors"] = len(self.fake.unknown_routes), len(self.fake.internal_errors)
+        for run in self.runs:
+            key = str(run.log_path)
+            try:
+                text = run.log_path.read_text("utf-8", "replace")
+            except FileNotFoundError:
+                continue
+            new, self._checked[key] = text[self._checked.get(key, 0):], len(text)
+            for block in new.split(TRACEBACK)[1:]:
+                found.append(f"traceback in {run.log_path.name}: {TRACEBACK}{block[:1500]}")
+        return [p for p in found if not any(a in p for a in self._allowed)]
+
+    def check_clean(self) -> None:
+        found = self.problems()
+        assert not found, "\n\n".join(found)
 
     async def fetch(self, url: str) -> bytes:
         """GET a URL the way the bot would (e.g. an attachment URL through the fake CDN)."""
