@@ -275,12 +275,23 @@ async def test_result_after_the_token_expired_goes_to_the_channel(world):
 
 
 async def test_upload_rejected_by_discord_is_retried_smaller(world):
+    from fakes.images import noisy_png
+
     d, gw = world
-    d.reject_uploads(times=1)
-    h = await d.slash("imagine", {"prompt": "second try"})
-    msg = await h.response(where=result_of, timeout=15)
-    assert msg.attachments[0].data == gw.image
-    assert any(code == 40005 for _, _, code in h.errors)
+    gw.image = noisy_png((1100, 1000))
+    cap = 10 * 2**20 // 4  # the interaction promised 10 MiB; Discord takes 2.5 MiB
+    assert len(gw.image) > cap
+    d.reject_uploads_over(cap)
+    try:
+        h = await d.slash("imagine", {"prompt": "second try"})
+        msg = await h.response(where=result_of, timeout=60)
+    finally:
+        d.reject_uploads_over(None)
+        original, gw.image = gw.image, make_png((96, 64))
+    [att] = msg.attachments
+    assert att.size <= cap and att.size < len(original) and att.data[:3] == b"\xff\xd8\xff"  # re-encoded smaller
+    assert (att.width, att.height) == (1100, 1000)
+    assert [code for _, _, code in h.errors].count(40005) == 2  # at 10 MiB and at 5 MiB
 
 
 async def test_provider_autocomplete_lists_configured_providers(world):

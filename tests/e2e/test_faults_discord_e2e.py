@@ -9,7 +9,7 @@ import pytest_asyncio
 
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway
-from fakes.bot_helpers import answer_with, bot_env, last_user_text, result_of, start_in_thread
+from fakes.bot_helpers import answer_with, bot_env, last_user_text, result_of, sent_images, start_in_thread
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -89,15 +89,22 @@ async def test_double_click_starts_one_job(world):
 
 async def test_burst_of_ten_messages_in_one_thread_in_order_none_dropped(world):
     d, gw = world
-    _, thread = await start_in_thread(d, "burst")
+    first, thread = await start_in_thread(d, "burst")
     base = len(gw.requests)
     mark = d.mark()
+    # Ten distinct answers, served in the order the requests arrive.
+    for n in range(10):
+        answer_with(gw, (20 * n, 255 - 20 * n, 99), delay=0.05)
     for n in range(10):
         await d.say(thread, f"step{n} please", user="bob")
     answers = await d.wait_for_messages(thread, 10, result_of, after=mark, timeout=60)
     requests = gw.requests[base:base + 10]
     assert [last_user_text(r).split()[0] for r in requests] == [f"step{n}" for n in range(10)]
     assert [a.content.split("**")[1] for a in answers] == [f"step{n} please" for n in range(10)]
+    # Each turn builds on the one before: its request carries the previous answer's image.
+    previous = [first, *answers[:-1]]
+    for n, (before, request) in enumerate(zip(previous, requests)):
+        assert before.attachments[0].data in sent_images(request), f"step{n} did not see the answer before it"
 
 
 async def test_fifty_members_at_once_across_channels(world):

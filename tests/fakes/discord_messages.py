@@ -102,7 +102,7 @@ def check_message(world: World, body: dict[str, Any], uploads: list[Upload], *, 
     settings = world.settings
     if len(uploads) > settings.max_files or any(len(u.data) > size_limit for u in uploads):
         raise DiscordError(*TOO_LARGE)
-    if faults is not None and uploads and faults.take_upload_rejection():
+    if faults is not None and uploads and faults.take_upload_rejection([len(u.data) for u in uploads]):
         raise DiscordError(*TOO_LARGE)
     content = body.get("content")
     if content is not None and not isinstance(content, str):

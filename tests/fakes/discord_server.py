@@ -67,6 +67,7 @@ class Faults:
     def __init__(self) -> None:
         self.rules: list[Fault] = []
         self.upload_rejections: float = 0
+        self.upload_cap: int | None = None  # files over this many bytes are refused, until cleared
 
     def add(self, route: str | None, status: int, body: dict | None, *, times: float = 1,
             headers: dict[str, str] | None = None) -> Fault:
@@ -86,7 +87,9 @@ class Faults:
                 return fault
         return None
 
-    def take_upload_rejection(self) -> bool:
+    def take_upload_rejection(self, sizes: list[int]) -> bool:
+        if self.upload_cap is not None and any(size > self.upload_cap for size in sizes):
+            return True
         if self.upload_rejections > 0:
             self.upload_rejections -= 1
             return True
@@ -95,6 +98,7 @@ class Faults:
     def clear(self) -> None:
         self.rules.clear()
         self.upload_rejections = 0
+        self.upload_cap = None
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:

@@ -505,6 +505,11 @@ class Driver:
         """The next `times` requests with files get 413 / 40005 Request entity too large."""
         self.fake.faults.upload_rejections += times
 
+    def reject_uploads_over(self, size: int | None) -> None:
+        """Refuse (413 / 40005) every upload with a file over `size` bytes, as Discord does when a
+        server's real allowance is smaller than the bot was told; None lifts it."""
+        self.fake.faults.upload_cap = size
+
     def deny(self, channel: Any, *permissions: str) -> None:
         """Deny the bot permissions in a channel (e.g. "create_public_threads", "attach_files")."""
         self.fake.deny(self.channel_id(channel), *permissions)
