@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from fakes.secret_registry import register_secret
 from fakes.images import png
 from providers.base import ProviderConfig
 from providers.errors import (AuthError, BadRequestError, MalformedResponse, ProviderTimeout,
@@ -13,7 +14,7 @@ from providers.errors import (AuthError, BadRequestError, MalformedResponse, Pro
 from providers.parsing import (ImageSink, auth_headers, error_from_body, guarded, image_ref, load_json,
                                merge_usage, normalise_usage, short)
 
-CFG = ProviderConfig(name="gw", format="openai_chat", base_url="https://gw.test/v1", api_key="sk-secret123456",
+CFG = ProviderConfig(name="gw", format="openai_chat", base_url="https://gw.test/v1", api_key=register_secret("sk-secret123456", "test_parsing.KEY"),
                      model="m")
 
 

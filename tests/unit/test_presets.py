@@ -11,6 +11,7 @@ import io
 import pytest
 from PIL import Image
 
+from fakes.secret_registry import register_secret
 from fakes.fake_gateway import SIGNATURE_IMAGE, SIGNATURE_TEXT, FakeGateway
 from fakes.images import jpeg, png
 from providers.client import ProviderRouter
@@ -18,7 +19,7 @@ from providers.presets import load_provider_configs
 from providers.images import to_image
 from providers.models import GenerationRequest, GenerationResult, Turn
 
-KEY = "sk-preset-test-key-0042"
+KEY = register_secret("sk-preset-test-key-0042", "test_presets.KEY")
 PROMPT = "a red apple"
 INPUT = to_image(png((40, 30), color=(1, 2, 3)))
 INPUT_B64 = base64.b64encode(INPUT.data).decode()

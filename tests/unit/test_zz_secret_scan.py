@@ -126,6 +126,7 @@ def test_no_registered_secret_appears_in_any_output(request, secret_scan_artifac
     assert not missing, f"the scan read no {missing} (scanned {counts}): is the suite still writing them?"
     if not alone:
         wanted = {"test_bot_e2e.py": "bot_helpers.API_KEY", "test_client.py": "test_client.KEY",
-                  "test_cli.py": "test_cli.KEY"}
+                  "test_cli.py": "test_cli.KEY", "test_presets.py": "test_presets.KEY",
+                  "test_parsing.py": "test_parsing.KEY", "test_gemini_thread_e2e.py": "test_gemini_thread_e2e.KEY"}
         unregistered = [m for m, note in wanted.items() if m in ran and note not in registry.secrets().values()]
         assert not unregistered, f"modules that configure keys without registering them: {unregistered}"
