@@ -253,7 +253,8 @@ class JobRunner:
         for attempt in range(3):
             files, notes = await render.prepare(result.images, spec.prompt, limit)
             if result.attempts:
-                notes.append(f"{', '.join(result.attempts)} failed, so {result.provider} answered instead.")
+                failed = ", ".join(a.provider for a in result.attempts)
+                notes.append(f"{failed} failed, so {result.provider} answered instead.")
             content = render.caption(prompt=spec.prompt, model=result.model, provider=result.provider,
                                      resolution=spec.options.resolution, seconds=time.monotonic() - job.started,
                                      model_text=result.text, notes=notes, author_mention=spec.user.mention)

@@ -23,6 +23,17 @@ class ProviderError(Exception):
     def user_message(self) -> str:
         return str(self)
 
+    @property
+    def operator_message(self) -> str:
+        """One line for whoever runs the bot (CLI, failover notes): the sentence, then the gateway's
+        own words."""
+        text = f"{self._operator_sentence} ({self.detail})" if self.detail else self._operator_sentence
+        return " ".join(text.split())
+
+    @property
+    def _operator_sentence(self) -> str:
+        return self.user_message
+
 
 class ConfigError(Exception):
     """Configuration is unusable; the message names the variable."""
@@ -30,6 +41,10 @@ class ConfigError(Exception):
 
 class AuthError(ProviderError):
     default_message = "The image service rejected the bot's API key; the bot's operator needs to check it."
+
+    @property
+    def _operator_sentence(self) -> str:  # the member's sentence sends them to the operator
+        return "The gateway rejected the API key."
 
 
 class BadRequestError(ProviderError):
