@@ -13,6 +13,7 @@ from limits import FIELDS, Limits, load_role_limits
 from pricing import PriceTable, load_price_table
 from providers.base import ProviderConfig
 from providers.errors import ConfigError
+from providers.files import directory_problem
 
 DISCORD_ATTACHMENT_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
 
@@ -35,8 +36,8 @@ class Settings:
     attachment_hosts: tuple[str, ...] = DISCORD_ATTACHMENT_HOSTS
     # Load
     max_concurrent_jobs: int = 8  # generations in flight at once, the rest wait in a queue
-    user_max_jobs: int = 3  # running or queued jobs per member
-    user_cooldown_seconds: float = 0.0
+    user_max_jobs: int | None = 3  # running or queued jobs per member
+    user_cooldown_seconds: float | None = 0.0
     # Quotas and spend (None: unlimited; see limits.py, pricing.py and .env.example)
     user_daily_images: int | None = None
     user_monthly_budget: float | None = None
@@ -75,7 +76,7 @@ class Settings:
         settings = cls(
             discord_token=token,
             providers=providers,
-            data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
+            data_dir=reader.directory("DATA_DIR", "data"),
             dev_guild_id=reader.int("DEV_GUILD_ID", None),
             threads=reader.bool("THREADS", True),
             history_turns=reader.int("HISTORY_TURNS", 6, minimum=0),
@@ -86,8 +87,8 @@ class Settings:
             max_image_pixels=reader.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
             attachment_hosts=reader.list("DISCORD_ATTACHMENT_HOSTS") or DISCORD_ATTACHMENT_HOSTS,
             max_concurrent_jobs=reader.int("MAX_CONCURRENT_JOBS", 8, minimum=1),
-            user_max_jobs=reader.int("USER_MAX_JOBS", 3, minimum=1),
-            user_cooldown_seconds=reader.float("USER_COOLDOWN_SECONDS", 0.0),
+            user_max_jobs=reader.limit("user_max_jobs", default=3),
+            user_cooldown_seconds=reader.limit("user_cooldown_seconds", default=0.0),
             user_daily_images=reader.limit("user_daily_images"),
             user_monthly_budget=reader.limit("user_monthly_budget"),
             guild_daily_images=reader.limit("guild_daily_images"),
@@ -167,12 +168,12 @@ class _Reader:
         self.problems.append(f"{name} must be true or false, got {raw!r}")
         return default
 
-    def limit(self, field_name: str):
-        """An optional limit (see limits.FIELDS): unset or "unlimited" is None."""
+    def limit(self, field_name: str, default=None):
+        """A limit (see limits.FIELDS): "unlimited" is None; empty is the default (None for quotas)."""
         limit = FIELDS[field_name]
         raw = self._raw(limit.env)
         if not raw:
-            return None
+            return default
         try:
             return limit.parse(raw)
         except ValueError as exc:
@@ -189,6 +190,14 @@ class _Reader:
             self.problems.append(f"{name} must be a time zone name like UTC or Europe/Berlin, got {raw!r}")
             return default
         return raw
+
+    def directory(self, name: str, default: str) -> Path:
+        """A directory the bot writes to: created if missing, refused in one line if it cannot be."""
+        path = Path(self._raw(name) or default)
+        problem = directory_problem(path)
+        if problem:
+            self.problems.append(f"{name}: {str(path)!r} cannot hold the bot's data: {problem}")
+        return path
 
     def list(self, name: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in self._raw(name).split(",") if part.strip())

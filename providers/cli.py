@@ -18,11 +18,10 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import aiohttp
 from dotenv import load_dotenv
@@ -30,6 +29,7 @@ from dotenv import load_dotenv
 from .base import ProviderConfig
 from .client import ProviderRouter
 from .presets import load_provider_configs
+from .files import directory_problem, new_file
 from .errors import AuthError, ConfigError, ProviderError, RefusedError
 from .images import to_image
 from .models import ASPECT_RATIOS, MAX_COUNT, RESOLUTIONS, GenerationRequest, GenerationResult
@@ -108,30 +108,16 @@ def _read_images(paths: Sequence[str]) -> tuple[Any, ...]:
 
 def _check_out(out: Path) -> None:
     """--out must exist or be creatable, and take a file, before any paid call."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"--out {out} is not a writable directory: {exc.strerror or exc}") from None
-
-
-def _new_file(out: Path, stem: str, extension: str) -> BinaryIO:
-    """A file that did not exist before: another run (or image) never overwrites one."""
-    path, n = out / f"{stem}.{extension}", 1
-    while True:
-        try:
-            return path.open("xb")
-        except FileExistsError:
-            n += 1
-            path = out / f"{stem}-{n}.{extension}"
+    problem = directory_problem(out)
+    if problem:
+        raise UsageError(f"--out {out}: {problem}")
 
 
 def _write_images(result: GenerationResult, out: Path) -> list[dict[str, Any]]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     written = []
     for i, img in enumerate(result.images, 1):
-        with _new_file(out, f"{result.provider}-{stamp}-{i}", img.extension) as file:
+        with new_file(out, f"{result.provider}-{stamp}-{i}", img.extension) as file:
             file.write(img.data)
         path = Path(file.name)
         written.append({"path": str(path), "mime_type": img.mime_type, "width": img.width,
