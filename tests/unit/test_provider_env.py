@@ -183,20 +183,29 @@ def test_translator_for_each_format():
         assert translator_for(config) is modules[config.format]
 
 
-def test_env_example_documents_every_variable_and_loads():
+def test_env_example_documents_every_variable_and_loads(tmp_path):
     from pathlib import Path
 
     from dotenv import dotenv_values
 
+    from config import Settings
     from providers.presets import _OPTIONAL_FIELDS
 
     path = Path(__file__).resolve().parents[2] / ".env.example"
     text = path.read_text()
-    assert text.startswith("DISCORD_TOKEN=\n") and "# --- Providers ---" in text
+    # It opens with the shortest working setup: the token, explained where it stands, then one key.
+    settings_lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert settings_lines[:3] == ["DISCORD_TOKEN=", "PROVIDERS=google", "PROVIDER_GOOGLE_API_KEY="]
+    before_token = text[:text.index("DISCORD_TOKEN=")]
+    assert "Reset Token" in before_token and "Message Content" in before_token
+    assert "# --- Providers ---" in text
     for suffix in ["PRESET", "API_KEY", "BASE_URL", "MODEL"] + [s for s, _ in _OPTIONAL_FIELDS.values()]:
         assert f"PROVIDER_<NAME>_{suffix}" in text, suffix
     for preset in PRESETS:
         assert f"_PRESET={preset}" in text, preset
+    assert "LAG_PROBE" not in text  # benchmark knobs live in bench/README.md
     env = {k: v or "" for k, v in dotenv_values(path).items()}
-    (config,) = load_provider_configs({**env, "PROVIDER_MULE_API_KEY": "k"})
-    assert config.preset == "mulerun"
+    settings = Settings.from_env({**env, "DISCORD_TOKEN": "t", "PROVIDER_GOOGLE_API_KEY": "k",
+                                  "DATA_DIR": str(tmp_path)})
+    (config,) = settings.providers
+    assert config.preset == "google" and config.api_key == "k"
