@@ -169,11 +169,11 @@ class _Reader:
         return default
 
     def limit(self, field_name: str, default=None):
-        """A limit (see limits.FIELDS): "unlimited" is None; empty is the default (None for quotas)."""
+        """A limit (see limits.FIELDS): empty or "unlimited" is None (no limit); `default` when unset."""
         limit = FIELDS[field_name]
         raw = self._raw(limit.env)
         if not raw:
-            return default
+            return None if limit.env in self.env else default
         try:
             return limit.parse(raw)
         except ValueError as exc:

@@ -46,13 +46,16 @@ def test_unlimited_means_no_limit_for_every_limit(tmp_path, name):
     assert getattr(settings(tmp_path, **{name: "unlimited"}), field.name) is None
 
 
-def test_empty_is_no_limit_for_quotas_and_zero_is_none_allowed(tmp_path):
-    s = settings(tmp_path, USER_DAILY_IMAGES="", GUILD_MONTHLY_BUDGET="", USER_MONTHLY_BUDGET="0",
-                 GUILD_DAILY_IMAGES="0")
-    assert s.user_daily_images is None and s.guild_monthly_budget is None
-    assert s.user_monthly_budget == 0 and s.guild_daily_images == 0
-    # the two load limits keep their defaults when empty
-    assert (s.user_max_jobs, s.user_cooldown_seconds) == (3, 0)
+def test_empty_is_no_limit_and_zero_is_none_allowed(tmp_path):
+    s = settings(tmp_path, USER_DAILY_IMAGES="", GUILD_MONTHLY_BUDGET="", USER_MAX_JOBS="",
+                 USER_MONTHLY_BUDGET="0", GUILD_DAILY_IMAGES="0", USER_COOLDOWN_SECONDS="0")
+    assert s.user_daily_images is None and s.guild_monthly_budget is None and s.user_max_jobs is None
+    assert s.user_monthly_budget == 0 and s.guild_daily_images == 0 and s.user_cooldown_seconds == 0
+
+
+def test_limits_left_out_have_their_defaults(tmp_path):
+    s = settings(tmp_path)
+    assert (s.user_daily_images, s.guild_monthly_budget, s.user_max_jobs, s.user_cooldown_seconds) == (None, None, 3, 0)
 
 
 @pytest.mark.parametrize("word", ["none", "off", "No"])
