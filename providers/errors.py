@@ -27,7 +27,8 @@ class ProviderError(Exception):
     def operator_message(self) -> str:
         """One line for whoever runs the bot (CLI, failover notes): the sentence, then the gateway's
         own words."""
-        text = f"{self._operator_sentence} ({self.detail})" if self.detail else self._operator_sentence
+        sentence = self._operator_sentence
+        text = f"{sentence.rstrip('.')} ({self.detail})." if self.detail else sentence
         return " ".join(text.split())
 
     @property
