@@ -101,7 +101,7 @@ def record(figures: dict[str, Any], note: str = "") -> None:
     with RESULTS.open("a") as f:
         if new:
             f.write("# Benchmark results\n\nEvery recorded run of `python -m bench`, oldest first "
-                    "(see README, Benchmark). Figures from a shared, noisy machine.\n")
+                    "(how: bench/README.md). Figures from a shared, noisy machine.\n")
         f.write(f"\n## {header(figures)}\n\n")
         if note:
             f.write(note.strip() + "\n\n")

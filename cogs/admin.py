@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 SETTING_CHOICES = [app_commands.Choice(name=f.label, value=f.name) for f in FIELDS.values()]
 MEMBER_SETTING_CHOICES = [c for c in SETTING_CHOICES if c.value in MEMBER_FIELDS]
-VALUE_HELP = "A number, 'unlimited', or 'default' to go back to the .env value"
+VALUE_HELP = "A number (0: none allowed), 'unlimited' (no limit), or 'default' (the .env value)"
 
 
 async def limits_embed(bot: ImageBot, guild: discord.Guild) -> discord.Embed:

@@ -44,7 +44,8 @@ class DiscordDelivery:
         for attempt in range(3):
             files, notes = await render.prepare(self.bot.cpu, result.images, prompt, limit)
             if result.attempts:
-                notes.append(f"{', '.join(result.attempts)} failed, so {result.provider} answered instead.")
+                failed = ", ".join(a.provider for a in result.attempts)
+                notes.append(f"{failed} failed, so {result.provider} answered instead.")
             content = render.caption(prompt=prompt, model=result.model, provider=result.provider,
                                      resolution=resolution, seconds=seconds, model_text=result.text, notes=notes,
                                      author_mention=self.mention)

@@ -14,6 +14,7 @@ from core.prices import PriceTable, load_price_table
 from providers.base import ProviderConfig
 from providers.env import parse_bool, parse_int, parse_seconds
 from providers.errors import ConfigError
+from providers.files import directory_problem
 
 DISCORD_ATTACHMENT_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
 
@@ -36,8 +37,8 @@ class Config:
     attachment_hosts: tuple[str, ...] = DISCORD_ATTACHMENT_HOSTS
     # Load
     max_concurrent_jobs: int = 8  # generations in flight at once, the rest wait in a queue
-    user_max_jobs: int = 3  # running or queued jobs per member
-    user_cooldown_seconds: float = 0.0
+    user_max_jobs: int | None = 3  # running or queued jobs per member
+    user_cooldown_seconds: float | None = 0.0
     # Quotas and spend (None: unlimited; see limits.py, pricing.py and .env.example)
     user_daily_images: int | None = None
     user_monthly_budget: float | None = None
@@ -76,7 +77,7 @@ class Config:
         settings = cls(
             discord_token=token,
             providers=providers,
-            data_dir=Path(env.get("DATA_DIR", "").strip() or "data"),
+            data_dir=reader.directory("DATA_DIR", "data"),
             dev_guild_id=reader.int("DEV_GUILD_ID", None),
             threads=reader.bool("THREADS", True),
             history_turns=reader.int("HISTORY_TURNS", 6, minimum=0),
@@ -87,8 +88,8 @@ class Config:
             max_image_pixels=reader.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
             attachment_hosts=reader.list("DISCORD_ATTACHMENT_HOSTS") or DISCORD_ATTACHMENT_HOSTS,
             max_concurrent_jobs=reader.int("MAX_CONCURRENT_JOBS", 8, minimum=1),
-            user_max_jobs=reader.int("USER_MAX_JOBS", 3, minimum=1),
-            user_cooldown_seconds=reader.float("USER_COOLDOWN_SECONDS", 0.0),
+            user_max_jobs=reader.limit("user_max_jobs", default=3),
+            user_cooldown_seconds=reader.limit("user_cooldown_seconds", default=0.0),
             user_daily_images=reader.limit("user_daily_images"),
             user_monthly_budget=reader.limit("user_monthly_budget"),
             guild_daily_images=reader.limit("guild_daily_images"),
@@ -149,12 +150,12 @@ class _Reader:
     def bool(self, name: str, default: bool) -> bool:
         return self._parse(name, default, parse_bool)
 
-    def limit(self, field_name: str):
-        """An optional limit (see limits.FIELDS): unset or "unlimited" is None."""
+    def limit(self, field_name: str, default=None):
+        """A limit (see limits.FIELDS): empty or "unlimited" is None (no limit); `default` when unset."""
         limit = FIELDS[field_name]
         raw = self._raw(limit.env)
         if not raw:
-            return None
+            return None if limit.env in self.env else default
         try:
             return limit.parse(raw)
         except ValueError as exc:
@@ -171,6 +172,14 @@ class _Reader:
             self.problems.append(f"{name} must be a time zone name like UTC or Europe/Berlin, got {raw!r}")
             return default
         return raw
+
+    def directory(self, name: str, default: str) -> Path:
+        """A directory the bot writes to: created if missing, refused in one line if it cannot be."""
+        path = Path(self._raw(name) or default)
+        problem = directory_problem(path)
+        if problem:
+            self.problems.append(f"{name}: {str(path)!r} cannot hold the bot's data: {problem}")
+        return path
 
     def list(self, name: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in self._raw(name).split(",") if part.strip())

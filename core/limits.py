@@ -1,6 +1,7 @@
 """Usage limits: what each one means, how values are written, and which value applies to a member.
 
-Six limits, each optional ("unlimited" when unset):
+Six limits, each optional. The words mean one thing everywhere (.env, /limits, role overrides):
+"unlimited" or empty is no limit, 0 is none allowed (for the cooldown: no wait).
 
     user_daily_images      images one member may make per day (in one server)
     user_monthly_budget    dollars one member may spend per month (in one server)
@@ -24,7 +25,9 @@ from zoneinfo import ZoneInfo
 
 from .prices import money
 
-UNLIMITED_WORDS = ("unlimited", "none", "off", "no limit")
+UNLIMITED_WORDS = ("", "unlimited", "no limit")
+# Words that could mean "no limit" as well as "none allowed": refused, with the two right ones.
+AMBIGUOUS_WORDS = ("none", "off", "no", "nothing", "disabled", "-")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class LimitField:
         text = raw.strip().lower().lstrip("$")
         if text in UNLIMITED_WORDS:
             return None
+        if text in AMBIGUOUS_WORDS:
+            raise ValueError(f"{raw!r} is ambiguous: write 'unlimited' for no limit, or 0 for none allowed")
         try:
             value = float(text)
         except ValueError:
@@ -56,11 +61,10 @@ class LimitField:
     def show(self, value: float | int | None) -> str:
         if value is None:
             return "unlimited"
-        if self.kind == "money":
-            return money(value)
         if self.kind == "seconds":
-            return "none" if value == 0 else f"{value:g} s"
-        return f"{value:g}"
+            return "0 s (no wait)" if value == 0 else f"{value:g} s"
+        shown = money(value) if self.kind == "money" else f"{value:g}"
+        return f"{shown} (none allowed)" if value == 0 else shown
 
 
 FIELDS = {f.name: f for f in (

@@ -5,8 +5,9 @@
     python -m providers list
 
 Exit codes: 0 success; 2 configuration or usage error; 3 refused by the model (no image);
-4 provider or network failure after retries and failover; 1 unexpected internal error.
-Errors are one line on stderr, never a traceback, never a key.
+4 provider or network failure after retries and failover; 5 the gateway rejected the key;
+1 unexpected internal error. Errors are one line on stderr, never a traceback, never a key; a provider
+that failed before another answered is a warning on stderr and an entry of "attempts" in the JSON.
 """
 from __future__ import annotations
 
@@ -28,13 +29,13 @@ from dotenv import load_dotenv
 from .base import ProviderConfig
 from .client import ProviderRouter
 from .presets import load_provider_configs
-from .errors import ConfigError, ProviderError, RefusedError
+from .files import directory_problem, new_file
+from .errors import AuthError, ConfigError, ProviderError, RefusedError
 from .images import to_image
-from .models import ASPECT_RATIOS, RESOLUTIONS, GenerationRequest, GenerationResult
+from .models import ASPECT_RATIOS, MAX_COUNT, RESOLUTIONS, GenerationRequest, GenerationResult
 from .redact import Redactor
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_REFUSED, EXIT_FAILED = 0, 1, 2, 3, 4
-MAX_COUNT = 8
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_REFUSED, EXIT_FAILED, EXIT_KEY_REJECTED = 0, 1, 2, 3, 4, 5
 
 
 class UsageError(Exception):
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", action="append", default=[], metavar="FILE",
                      help="input image to edit or fuse (repeatable)")
     gen.add_argument("--aspect-ratio", choices=ASPECT_RATIOS)
-    gen.add_argument("--resolution", choices=RESOLUTIONS)
+    gen.add_argument("--resolution", choices=RESOLUTIONS, type=str.upper)  # 2k is 2K
     gen.add_argument("--count", type=int, default=1, help=f"images to make (1-{MAX_COUNT})")
     gen.add_argument("--provider", help="provider name from PROVIDERS (default: the first)")
     gen.add_argument("--stream", action="store_true", help="ask for an SSE stream")
@@ -72,13 +73,22 @@ def _env_redactor(env: Mapping[str, str]) -> Redactor:
     return Redactor(v for k, v in env.items() if k.startswith("PROVIDER_") and k.endswith("_API_KEY"))
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (tuple, list, frozenset)):
+        return ",".join(map(str, value)) or "-"
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def list_providers(configs: Sequence[ProviderConfig]) -> str:
+    """One line per provider with every setting (named as its PROVIDER_<NAME>_ suffix), key masked."""
     lines = []
     for i, c in enumerate(configs):
         role = "default" if i == 0 else f"failover {i}"
-        lines.append(f"{c.name} ({role}): preset={c.preset or '-'} format={c.format} model={c.model} "
-                     f"base_url={c.base_url} auth={c.auth} stream={'yes' if c.stream else 'no'} "
-                     f"timeout={c.timeout:g}s retries={c.max_retries} key: {mask_key(c.api_key)}")
+        settings = " ".join(f"{f.name}={_shown(getattr(c, f.name))}" for f in dataclasses.fields(c)
+                            if f.name not in ("name", "api_key"))
+        lines.append(f"{c.name} ({role}): {settings} key: {mask_key(c.api_key)}")
     return "\n".join(lines)
 
 
@@ -96,17 +106,20 @@ def _read_images(paths: Sequence[str]) -> tuple[Any, ...]:
     return tuple(images)
 
 
+def _check_out(out: Path) -> None:
+    """--out must exist or be creatable, and take a file, before any paid call."""
+    problem = directory_problem(out)
+    if problem:
+        raise UsageError(f"--out {out}: {problem}")
+
+
 def _write_images(result: GenerationResult, out: Path) -> list[dict[str, Any]]:
-    out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     written = []
     for i, img in enumerate(result.images, 1):
-        path = out / f"{result.provider}-{stamp}-{i}.{img.extension}"
-        n = 1
-        while path.exists():
-            n += 1
-            path = out / f"{result.provider}-{stamp}-{i}-{n}.{img.extension}"
-        path.write_bytes(img.data)
+        with new_file(out, f"{result.provider}-{stamp}-{i}", img.extension) as file:
+            file.write(img.data)
+        path = Path(file.name)
         written.append({"path": str(path), "mime_type": img.mime_type, "width": img.width,
                         "height": img.height})
     return written
@@ -117,6 +130,8 @@ async def generate(args: argparse.Namespace, configs: list[ProviderConfig]) -> d
         raise UsageError(f"--count must be between 1 and {MAX_COUNT}")
     if not args.prompt.strip():
         raise UsageError("the prompt is empty")
+    out = Path(args.out)
+    _check_out(out)
     if args.stream:
         configs = [dataclasses.replace(c, stream=True) for c in configs]
     request = GenerationRequest(prompt=args.prompt, images=_read_images(args.image),
@@ -128,8 +143,9 @@ async def generate(args: argparse.Namespace, configs: list[ProviderConfig]) -> d
             router.get(args.provider)  # unknown name: ConfigError before any request
         result = await router.generate(request, provider=args.provider)
     return {"provider": result.provider, "model": result.model,
-            "images": _write_images(result, Path(args.out)), "text": result.text,
-            "usage": result.usage, "seconds": round(result.seconds, 3)}
+            "images": _write_images(result, out), "text": result.text,
+            "usage": result.usage, "seconds": round(result.seconds, 3),
+            "attempts": [{"provider": a.provider, "error": a.error} for a in result.attempts]}
 
 
 def _fail(code: int, message: str, redact: Redactor) -> int:
@@ -141,8 +157,10 @@ def _fail(code: int, message: str, redact: Redactor) -> int:
 
 def _describe(exc: ProviderError) -> str:
     where = f"{exc.provider}: " if exc.provider else ""
-    detail = f" ({where}{exc.detail})" if exc.detail else (f" ({exc.provider})" if exc.provider else "")
-    return " ".join(f"{exc.user_message}{detail}".split())
+    if isinstance(exc, AuthError) and exc.provider:
+        return f"{where}{exc.operator_message} Check PROVIDER_{exc.provider.upper()}_API_KEY " \
+               f"(and that PROVIDER_{exc.provider.upper()}_BASE_URL is that key's gateway)."
+    return f"{where}{exc.operator_message}"
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
@@ -163,6 +181,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return _fail(EXIT_USAGE, str(exc), redact)
     except RefusedError as exc:
         return _fail(EXIT_REFUSED, _describe(exc), redact)
+    except AuthError as exc:
+        return _fail(EXIT_KEY_REJECTED, _describe(exc), redact)
     except ProviderError as exc:
         return _fail(EXIT_FAILED, _describe(exc), redact)
     except KeyboardInterrupt:
@@ -171,5 +191,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return _fail(EXIT_USAGE, f"{type(exc).__name__}: {exc}", redact)
     except Exception as exc:  # a bug: still one line, still no key
         return _fail(EXIT_INTERNAL, f"unexpected {type(exc).__name__}: {exc}", redact)
+    for attempt in output["attempts"]:  # "check a key" must not pass quietly on a failover
+        print(redact(f"warning: {attempt['provider']} failed, so {output['provider']} answered instead: "
+                     f"{attempt['error']}"), file=sys.stderr)
     print(redact(json.dumps(output, ensure_ascii=False)))
     return EXIT_OK

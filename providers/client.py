@@ -34,7 +34,7 @@ from .errors import (AuthError, ConfigError, MalformedResponse, NoImageError, Pr
 from .fetch import download
 from .http_errors import backoff_delay, error_for_response, error_in_event, html_answer
 from .images import to_image
-from .models import GenerationRequest, GenerationResult, ImageData
+from .models import Attempt, GenerationRequest, GenerationResult, ImageData
 from .payload import BIG, Chunks, joined
 from .redact import Redactor, excerpt
 from .sse import SSEReader
@@ -307,6 +307,7 @@ class ProviderRouter:
         first = self.get(provider).config.name if provider else self.names[0]
         order = [first] + [n for n in self.names if n != first]
         errors: list[ProviderError] = []
+        attempts: list[Attempt] = []
         for name in order:
             try:
                 result = await self._clients[name].generate(request)
@@ -314,11 +315,12 @@ class ProviderRouter:
                 if not exc.failover:
                     raise
                 errors.append(exc)
+                attempts.append(Attempt(name, self._redact(exc.operator_message)))
                 if name != order[-1]:
                     log.warning("%s failed (%s: %s); failing over", name, type(exc).__name__,
                                 exc.detail or exc)
                 continue
-            result.attempts = [e.provider or "?" for e in errors]
+            result.attempts = attempts
             return result
         raise _most_meaningful(errors)
 

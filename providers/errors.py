@@ -23,6 +23,18 @@ class ProviderError(Exception):
     def user_message(self) -> str:
         return str(self)
 
+    @property
+    def operator_message(self) -> str:
+        """One line for whoever runs the bot (CLI, failover notes): the sentence, then the gateway's
+        own words."""
+        sentence = self._operator_sentence
+        text = f"{sentence.rstrip('.')} ({self.detail})." if self.detail else sentence
+        return " ".join(text.split())
+
+    @property
+    def _operator_sentence(self) -> str:
+        return self.user_message
+
 
 class ConfigError(Exception):
     """Configuration is unusable; the message names the variable."""
@@ -30,6 +42,10 @@ class ConfigError(Exception):
 
 class AuthError(ProviderError):
     default_message = "The image service rejected the bot's API key; the bot's operator needs to check it."
+
+    @property
+    def _operator_sentence(self) -> str:  # the member's sentence sends them to the operator
+        return "The gateway rejected the API key."
 
 
 class BadRequestError(ProviderError):

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 RESOLUTIONS = ("1K", "2K", "4K")
+MAX_COUNT = 4  # images one request may ask for (/imagine's count, the CLI's --count)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,14 @@ class GenerationRequest:
     count: int = 1
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """A provider that failed before another one answered (failover)."""
+
+    provider: str
+    error: str  # one redacted line for whoever runs the bot: what went wrong, in the gateway's words too
+
+
 @dataclass
 class GenerationResult:
     images: list[ImageData]
@@ -64,5 +73,5 @@ class GenerationResult:
     seconds: float = 0.0
     # Opaque state to keep with this model turn (see Turn.provider_state).
     provider_state: dict[str, Any] | None = None
-    # Providers tried before this one succeeded (failover), for logs and the user's status line.
-    attempts: list[str] = field(default_factory=list)
+    # Providers tried before this one succeeded (failover), in order, for logs, notes and the CLI.
+    attempts: list[Attempt] = field(default_factory=list)

@@ -3,11 +3,13 @@
     PROVIDERS=mule,google                    first is the default, the rest the failover order
     PROVIDER_MULE_PRESET=mulerun             fills format, base URL, model and quirks
     PROVIDER_MULE_API_KEY=sk-...             explicit PROVIDER_<NAME>_* variables override a preset
+    PROVIDER_GOOGLE_API_KEY=AIza...          a provider named like a preset uses it without _PRESET
 
 Every problem is collected and reported at once, one line each, naming the variable.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 from collections.abc import Mapping
@@ -103,12 +105,17 @@ def _load_one(name: str, env: Mapping[str, str], problems: list[str]) -> Provide
 
     before = len(problems)
     values: dict[str, Any] = {"name": name}
-    preset = get("PRESET")
+    preset, unknown_preset = get("PRESET"), False
+    if preset is None and name in PRESETS:
+        preset = name  # PROVIDERS=google and a key are enough
     if preset is not None:
         preset = preset.lower()
         if preset not in PRESETS:
-            problems.append(f"{prefix}PRESET: unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
-            preset = None
+            close = _nearest_preset(preset)
+            problems.append(f"{prefix}PRESET: unknown preset {preset!r}"
+                            + (f" (did you mean {close!r}?)" if close else "")
+                            + f"; the presets are {', '.join(PRESETS)}")
+            preset, unknown_preset = None, True
         else:
             values.update({k: v for k, v in PRESETS[preset].items() if v is not None})
             values["preset"] = preset
@@ -126,25 +133,41 @@ def _load_one(name: str, env: Mapping[str, str], problems: list[str]) -> Provide
     if base_url is not None:
         if not re.match(r"^https?://[^/\s]+", base_url):
             problems.append(f"{prefix}BASE_URL: {base_url!r} must start with http:// or https://")
+        elif _PLACEHOLDER_URL.search(base_url):
+            problems.append(f"{prefix}BASE_URL: {base_url!r} is a placeholder; put in your gateway's "
+                            "real address, with its version segment (e.g. /v1)")
         values["base_url"] = base_url.rstrip("/")
     if get("MODEL") is not None:
         values["model"] = get("MODEL")
     values["api_key"] = get("API_KEY") or ""
 
-    if "format" not in values and not any(p.startswith(f"{prefix}FORMAT") for p in problems[before:]):
+    # After an unknown preset, what it would have filled in is not reported missing: one line is enough.
+    if "format" not in values and not unknown_preset and \
+            not any(p.startswith(f"{prefix}FORMAT") for p in problems[before:]):
+        close = _nearest_preset(name)
         problems.append(f"{prefix}FORMAT is not set: use openai_chat, openai_images or gemini "
-                        f"(or set {prefix}PRESET)")
-    if "base_url" not in values:
+                        f"(or set {prefix}PRESET" + (f"; a provider named {close!r} uses that preset" if close
+                                                     else "") + ")")
+    if "base_url" not in values and not unknown_preset:
         hint = " (the yescale preset has no default host)" if preset == "yescale" else ""
         problems.append(f"{prefix}BASE_URL is not set{hint}: give the gateway URL including its "
                         "version segment, e.g. https://api.example.com/v1")
     if not values["api_key"]:
         problems.append(f"{prefix}API_KEY is not set")
-    if "model" not in values:
+    if "model" not in values and not unknown_preset:
         problems.append(f"{prefix}MODEL is not set")
     if len(problems) > before:
         return None
     return ProviderConfig(**values)
+
+
+# What .env.example and gateway docs write where an address belongs: YOUR-HOST, <host>, example.com.
+_PLACEHOLDER_URL = re.compile(r"(?i)[<>{}]|\.\.\.|^https?://[^/]*\byour[-_.]|"
+                              r"^https?://([^/@]*[.@])?example\.(com|net|org)(:\d+)?(/|$)")
+
+
+def _nearest_preset(word: str) -> str | None:
+    return next(iter(difflib.get_close_matches(word, PRESETS, n=1)), None)
 
 
 def translator_for(config: ProviderConfig) -> ModuleType:

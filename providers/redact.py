@@ -9,7 +9,9 @@ from .errors import ProviderError, RefusedError
 MASK = "***"
 # Credentials that may show up in a gateway's own words even when they are not our keys.
 _PATTERNS = (
-    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+"), r"\1" + MASK),
+    # A bearer token as RFC 6750 spells it (b64token: no "=" but trailing padding), so that a setting
+    # written after the word, as in "auth=bearer stream=yes", is not taken for one.
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*(?![^\s\"',;])"), r"\1" + MASK),
     (re.compile(r"(?i)((?:[?&]|\b)(?:api[_-]?)?key=)[^&\s\"',;]+"), r"\1" + MASK),
     (re.compile(r"(?i)(x-goog-api-key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;]+"), r"\1" + MASK),
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), "sk-" + MASK),

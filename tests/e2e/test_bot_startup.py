@@ -7,6 +7,9 @@ from fakes.discord_state import Settings as DiscordRules
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway
 from fakes.bot_helpers import bot_env
+from fakes.secret_registry import register_secret
+
+CONFIG_KEY = register_secret("k-startup-Config-Key-5517", "test_bot_startup.CONFIG_KEY")
 
 
 async def run_until_exit(d: Driver, env: dict) -> tuple[int, str]:
@@ -35,3 +38,22 @@ async def test_missing_configuration_names_each_variable(tmp_path):
                                              "PROVIDER_MULE_API_KEY": "", "DATA_DIR": str(tmp_path / "data")})
     assert code == 2
     assert "DISCORD_TOKEN is not set" in out and "PROVIDER_MULE_API_KEY is not set" in out
+
+
+async def test_configuration_mistakes_are_one_line_each(tmp_path):
+    a_file = tmp_path / "data"
+    a_file.write_text("not a directory")
+    async with Driver(log_dir=tmp_path) as d:
+        code, out = await run_until_exit(d, {
+            "DATA_DIR": str(a_file), "PROVIDERS": "google,yes,proxy", "PROVIDER_GOOGLE_API_KEY": CONFIG_KEY,
+            "PROVIDER_YES_PRESET": "yescal", "PROVIDER_YES_API_KEY": CONFIG_KEY,
+            "PROVIDER_PROXY_FORMAT": "openai_chat", "PROVIDER_PROXY_MODEL": "m", "PROVIDER_PROXY_API_KEY": CONFIG_KEY,
+            "PROVIDER_PROXY_BASE_URL": "https://YOUR-PROXY-HOST/v1", "USER_DAILY_IMAGES": "none"})
+    assert code == 2 and "Traceback" not in out and CONFIG_KEY not in out
+    errors = [line for line in out.splitlines() if line.startswith("configuration error: ")]
+    assert len(errors) == 4, out  # the google provider needs nothing but its key
+    assert any("DATA_DIR" in line and "it is a file, not a directory" in line for line in errors)
+    assert any("PROVIDER_YES_PRESET: unknown preset 'yescal' (did you mean 'yescale'?)" in line for line in errors)
+    assert any("PROVIDER_PROXY_BASE_URL" in line and "placeholder" in line for line in errors)
+    assert any("USER_DAILY_IMAGES" in line and "'unlimited' for no limit, or 0 for none allowed" in line
+               for line in errors)

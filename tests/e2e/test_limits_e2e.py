@@ -212,6 +212,28 @@ async def test_admins_change_the_servers_limits_and_put_them_back(world):
     await made(await d.slash("imagine", {"prompt": "hal 2 again"}, user="hal"))
 
 
+async def test_limit_words_mean_one_thing(world):
+    d, _ = world
+    d.add_user("lea")
+    ambiguous = await refused(await d.slash("limits set", {"setting": "guild_daily_images", "value": "none"},
+                                            user="alice"))
+    assert "'none' is ambiguous: write 'unlimited' for no limit, or 0 for none allowed" in ambiguous
+    h = await d.slash("limits set", {"setting": "guild_daily_images", "value": "0"}, user="alice")
+    assert await h.ack() == 4
+    assert (await h.response()).content == "**Server images per day** is now 0 (none allowed)."
+    try:
+        assert "switched off" in await refused(await d.slash("imagine", {"prompt": "lea 1"}, user="lea"))
+    finally:
+        back = await refused(await d.slash("limits set", {"setting": "guild_daily_images", "value": "default"},
+                                           user="alice"))
+        assert back.startswith("**Server images per day** is back to its default.")
+    h = await d.slash("limits set", {"setting": "user_cooldown_seconds", "value": "unlimited"}, user="alice")
+    assert await h.ack() == 4
+    assert "**Member cooldown**: unlimited *(server)*" in field(await h.response(), "Server and members")
+    await refused(await d.slash("limits set", {"setting": "user_cooldown_seconds", "value": "default"}, user="alice"))
+    await made(await d.slash("imagine", {"prompt": "lea 2"}, user="lea"))
+
+
 async def test_failed_generations_are_recorded_but_not_charged(world):
     d, gw = world
     d.add_user("jay")

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -58,7 +59,8 @@ async def test_generate_and_edit_with_every_preset(gw, tmp_path):
         assert rc == 0, f"{preset}: {err}"
         assert err == "" and out.count("\n") == 1
         data = json.loads(out)
-        assert set(data) == {"provider", "model", "images", "text", "usage", "seconds"}
+        assert set(data) == {"provider", "model", "images", "text", "usage", "seconds", "attempts"}
+        assert data["attempts"] == []
         assert data["provider"] == preset and data["model"] and data["seconds"] >= 0
         (image,) = data["images"]
         path = Path(image["path"])
@@ -131,3 +133,93 @@ async def test_failure_after_retries_and_failover_exits_4_without_the_key(gw, tm
            "PROVIDERS": "google,mule"}
     err = assert_one_error_line(4, *await cli("generate", "hi", env=env, cwd=tmp_path))
     assert "unavailable" in err and "all providers failed" in err and len(gw.requests) == 2
+
+
+def two_providers(gw: FakeGateway) -> dict[str, str]:
+    return {**provider_env(gw, "google"), **gw.provider_env("mule", "mulerun", KEY), "PROVIDERS": "google,mule"}
+
+
+async def test_a_failover_is_reported_so_a_key_check_cannot_pass_quietly(gw, tmp_path):
+    gw.enqueue(Reply(status=401, body={"error": {"message": f"API key not valid: {KEY}"}}))
+    rc, out, err = await cli("generate", "hi", "--out", str(tmp_path), env=two_providers(gw), cwd=tmp_path)
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["provider"] == "mule"
+    (attempt,) = data["attempts"]
+    assert attempt["provider"] == "google" and "rejected the API key" in attempt["error"]
+    assert "API key not valid" in attempt["error"]  # the gateway's own words, for the operator
+    (warning,) = err.splitlines()
+    assert warning.startswith("warning: google failed, so mule answered instead: ") and "rejected" in warning
+    assert KEY not in out + err
+
+
+async def test_a_rejected_key_exits_5_naming_the_variable(gw, tmp_path):
+    gw.enqueue(Reply(status=401, body={"error": {"message": "invalid api key"}}), Reply(status=403))
+    first, second = [assert_one_error_line(5, *await cli("generate", "hi", env=provider_env(gw, "google"),
+                                                         cwd=tmp_path)) for _ in range(2)]
+    for err in (first, second):
+        assert "google: The gateway rejected the API key" in err and "PROVIDER_GOOGLE_API_KEY" in err
+    assert "invalid api key" in first and "HTTP 403" in second
+    assert len(gw.requests) == 2  # a rejected key is not retried
+
+
+async def test_out_is_checked_before_any_request(gw, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    env = provider_env(gw, "google")
+    runs = await asyncio.gather(cli("generate", "hi", "--out", str(a_file), env=env, cwd=tmp_path),
+                                cli("generate", "hi", "--out", str(a_file / "sub"), env=env, cwd=tmp_path))
+    for run in runs:
+        assert "--out" in assert_one_error_line(2, *run)
+    assert gw.requests == [] and a_file.read_text() == "not a directory"
+
+
+async def test_count_has_the_range_of_imagine(gw, tmp_path):
+    env = provider_env(gw, "google")
+    too_few, too_many, four = await asyncio.gather(
+        *(cli("generate", "hi", "--count", n, "--out", str(tmp_path / n), env=env, cwd=tmp_path)
+          for n in ("0", "5", "4")))
+    for run in (too_few, too_many):
+        assert "--count must be between 1 and 4" in assert_one_error_line(2, *run)
+    assert four[0] == 0, four[2]
+    assert len(json.loads(four[1])["images"]) == 4 and len(gw.requests) == 4
+
+
+async def test_resolution_is_case_insensitive(gw, tmp_path):
+    rc, out, err = await cli("generate", "hi", "--resolution", "2k", env=provider_env(gw, "google"), cwd=tmp_path)
+    assert rc == 0, err
+    (request,) = gw.requests
+    assert json.loads(request.body)["generationConfig"]["imageConfig"]["imageSize"] == "2K"
+
+
+async def test_output_files_never_overwrite_earlier_ones(gw, tmp_path):
+    # Every name this run could pick in the next two minutes is taken already; two runs at once
+    # with two images each must still all land in files of their own.
+    taken = {}
+    now = time.time()
+    for second in range(120):
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now + second))
+        for i in (1, 2):
+            path = tmp_path / f"google-{stamp}-{i}.png"
+            path.write_bytes(b"earlier %d" % len(taken))
+            taken[path] = path.read_bytes()
+    env = provider_env(gw, "google")
+    runs = await asyncio.gather(*(cli("generate", f"run {n}", "--count", "2", "--out", str(tmp_path), env=env,
+                                      cwd=tmp_path) for n in range(2)))
+    paths = []
+    for rc, out, err in runs:
+        assert rc == 0, err
+        paths += [Path(image["path"]) for image in json.loads(out)["images"]]
+    assert len(set(paths)) == 4 and not set(paths) & set(taken)
+    assert all(path.read_bytes() == data for path, data in taken.items())
+    assert all(path.read_bytes().startswith(b"\x89PNG") for path in paths)
+
+
+async def test_list_shows_every_setting(gw, tmp_path):
+    env = provider_env(gw, "mulerun", STREAM="yes", TIMEOUT="12.5")
+    rc, out, err = await cli("list", env=env, cwd=tmp_path)
+    assert rc == 0 and err == ""
+    (line,) = out.splitlines()
+    for setting in ("format=openai_chat", "auth=bearer", "stream=yes", "timeout=12.5", "max_retries=2",
+                    "chat_options=prompt", "allow_private_urls=no", f"base_url={gw.url}/v1"):
+        assert setting in line, setting

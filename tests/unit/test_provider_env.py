@@ -14,8 +14,8 @@ def env_for(name: str = "main", **values: str) -> dict[str, str]:
     return env
 
 
-def load_one(**values: str):
-    (config,) = load_provider_configs(env_for(**values))
+def load_one(name: str = "main", **values: str):
+    (config,) = load_provider_configs(env_for(name, **values))
     return config
 
 
@@ -86,7 +86,7 @@ def test_order_names_and_case():
 
 
 @pytest.mark.parametrize("values, expected", [
-    (dict(PRESET="nope", API_KEY="k"), "PROVIDER_MAIN_PRESET: unknown preset 'nope'"),
+    (dict(PRESET="nope", API_KEY="k"), "PROVIDER_MAIN_PRESET: unknown preset 'nope'; the presets are mulerun,"),
     (dict(FORMAT="soap", BASE_URL="https://x/v1", API_KEY="k", MODEL="m"),
      "PROVIDER_MAIN_FORMAT: 'soap' must be one of openai_chat, openai_images, gemini"),
     (dict(PRESET="mulerun"), "PROVIDER_MAIN_API_KEY is not set"),
@@ -103,6 +103,43 @@ def test_each_problem_is_one_line_naming_the_variable(values, expected):
     lines = errors(env_for(**values))
     assert any(line.startswith(expected) for line in lines), lines
     assert all(line.startswith("PROVIDER_MAIN_") for line in lines)
+
+
+def test_a_provider_named_like_a_preset_uses_it():
+    (config,) = load_provider_configs({"PROVIDERS": "google", "PROVIDER_GOOGLE_API_KEY": "k"})
+    assert config.preset == "google" and config.format == "gemini" and config.auth == "x-goog-api-key"
+    assert config.base_url == EXPECTED["google"]["base_url"] and config.model == EXPECTED["google"]["model"]
+    # an explicit preset or variable still wins over the name
+    config = load_one("google", PRESET="openrouter", API_KEY="k", MODEL="m")
+    assert config.preset == "openrouter" and config.format == "openai_chat" and config.model == "m"
+
+
+@pytest.mark.parametrize("preset, nearest", [("mulrun", "mulerun"), ("Gogle", "google"),
+                                             ("open-router", "openrouter"), ("infinity_blue", "infinityblue")])
+def test_a_misspelled_preset_is_one_line_with_the_nearest_name(preset, nearest):
+    assert errors(env_for(PRESET=preset, API_KEY="k")) == [
+        f"PROVIDER_MAIN_PRESET: unknown preset {preset.lower()!r} (did you mean {nearest!r}?); "
+        f"the presets are {', '.join(PRESETS)}"]
+
+
+def test_a_provider_name_close_to_a_preset_gets_a_hint():
+    (line, *_) = errors({"PROVIDERS": "gogle", "PROVIDER_GOGLE_API_KEY": "k"})
+    assert line.startswith("PROVIDER_GOGLE_FORMAT is not set") and "a provider named 'google'" in line
+
+
+@pytest.mark.parametrize("url", ["https://YOUR-YESCALE-HOST/v1beta", "https://your_gateway.io/v1",
+                                 "https://<host>/v1beta", "https://proxy.example.com/v1", "http://example.org/v1",
+                                 "https://api.{host}/v1", "https://.../v1"])
+def test_a_placeholder_url_is_refused_in_one_line(url):
+    assert errors(env_for(PRESET="yescale", API_KEY="k", BASE_URL=url)) == [
+        f"PROVIDER_MAIN_BASE_URL: {url!r} is a placeholder; put in your gateway's real address, "
+        "with its version segment (e.g. /v1)"]
+
+
+@pytest.mark.parametrize("url", ["https://api.yescale.io/v1beta", "https://yourgateway.io/v1",
+                                 "https://notexample.com/v1", "http://127.0.0.1:8080/v1", "https://proxy.example/v1"])
+def test_real_urls_are_not_taken_for_placeholders(url):
+    assert load_one(PRESET="yescale", API_KEY="k", BASE_URL=url).base_url == url
 
 
 def test_missing_everything_without_a_preset():
@@ -146,20 +183,29 @@ def test_translator_for_each_format():
         assert translator_for(config) is modules[config.format]
 
 
-def test_env_example_documents_every_variable_and_loads():
+def test_env_example_documents_every_variable_and_loads(tmp_path):
     from pathlib import Path
 
     from dotenv import dotenv_values
 
+    from core.config import Config
     from providers.presets import _OPTIONAL_FIELDS
 
     path = Path(__file__).resolve().parents[2] / ".env.example"
     text = path.read_text()
-    assert text.startswith("DISCORD_TOKEN=\n") and "# --- Providers ---" in text
+    # It opens with the shortest working setup: the token, explained where it stands, then one key.
+    settings_lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert settings_lines[:3] == ["DISCORD_TOKEN=", "PROVIDERS=google", "PROVIDER_GOOGLE_API_KEY="]
+    before_token = text[:text.index("DISCORD_TOKEN=")]
+    assert "Reset Token" in before_token and "Message Content" in before_token
+    assert "# --- Providers ---" in text
     for suffix in ["PRESET", "API_KEY", "BASE_URL", "MODEL"] + [s for s, _ in _OPTIONAL_FIELDS.values()]:
         assert f"PROVIDER_<NAME>_{suffix}" in text, suffix
     for preset in PRESETS:
         assert f"_PRESET={preset}" in text, preset
+    assert "LAG_PROBE" not in text  # benchmark knobs live in bench/README.md
     env = {k: v or "" for k, v in dotenv_values(path).items()}
-    (config,) = load_provider_configs({**env, "PROVIDER_MULE_API_KEY": "k"})
-    assert config.preset == "mulerun"
+    settings = Config.from_env({**env, "DISCORD_TOKEN": "t", "PROVIDER_GOOGLE_API_KEY": "k",
+                                  "DATA_DIR": str(tmp_path)})
+    (config,) = settings.providers
+    assert config.preset == "google" and config.api_key == "k"

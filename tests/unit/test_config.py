@@ -1,0 +1,71 @@
+"""core.config.Config.from_env: one line per problem, limit words with one meaning each."""
+from __future__ import annotations
+
+import pytest
+
+from core.config import Config
+from core.limits import FIELDS
+from providers.errors import ConfigError
+
+
+def settings(tmp_path, **env: str) -> Config:
+    base = {"DISCORD_TOKEN": "t", "PROVIDERS": "google", "PROVIDER_GOOGLE_API_KEY": "k",
+            "DATA_DIR": str(tmp_path / "data")}
+    return Config.from_env({**base, **env})
+
+
+def problems(tmp_path, **env: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        settings(tmp_path, **env)
+    return str(info.value).splitlines()
+
+
+def test_data_dir_is_created_when_missing(tmp_path):
+    s = settings(tmp_path, DATA_DIR=str(tmp_path / "a" / "b"))
+    assert s.data_dir == tmp_path / "a" / "b" and s.data_dir.is_dir()
+
+
+def test_a_data_dir_that_is_a_file_is_one_line(tmp_path):
+    a_file = tmp_path / "bot.sqlite3"
+    a_file.write_text("")
+    assert problems(tmp_path, DATA_DIR=str(a_file)) == [
+        f"DATA_DIR: {str(a_file)!r} cannot hold the bot's data: it is a file, not a directory"]
+
+
+def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    (line,) = problems(tmp_path, DATA_DIR=str(a_file / "data"))
+    assert line.startswith(f"DATA_DIR: {str(a_file / 'data')!r} cannot hold the bot's data: it cannot be created")
+
+
+@pytest.mark.parametrize("name", ["USER_DAILY_IMAGES", "USER_MONTHLY_BUDGET", "GUILD_DAILY_IMAGES",
+                                  "GUILD_MONTHLY_BUDGET", "USER_MAX_JOBS", "USER_COOLDOWN_SECONDS"])
+def test_unlimited_means_no_limit_for_every_limit(tmp_path, name):
+    field = next(f for f in FIELDS.values() if f.env == name)
+    assert getattr(settings(tmp_path, **{name: "unlimited"}), field.name) is None
+
+
+def test_empty_is_no_limit_and_zero_is_none_allowed(tmp_path):
+    s = settings(tmp_path, USER_DAILY_IMAGES="", GUILD_MONTHLY_BUDGET="", USER_MAX_JOBS="",
+                 USER_MONTHLY_BUDGET="0", GUILD_DAILY_IMAGES="0", USER_COOLDOWN_SECONDS="0")
+    assert s.user_daily_images is None and s.guild_monthly_budget is None and s.user_max_jobs is None
+    assert s.user_monthly_budget == 0 and s.guild_daily_images == 0 and s.user_cooldown_seconds == 0
+
+
+def test_limits_left_out_have_their_defaults(tmp_path):
+    s = settings(tmp_path)
+    assert (s.user_daily_images, s.guild_monthly_budget, s.user_max_jobs, s.user_cooldown_seconds) == (None, None, 3, 0)
+
+
+@pytest.mark.parametrize("word", ["none", "off", "No"])
+def test_words_that_could_mean_either_are_refused(tmp_path, word):
+    assert problems(tmp_path, USER_DAILY_IMAGES=word) == [
+        f"USER_DAILY_IMAGES: {word!r} is ambiguous: write 'unlimited' for no limit, or 0 for none allowed"]
+
+
+def test_limits_show_zero_as_none_allowed():
+    assert FIELDS["user_daily_images"].show(0) == "0 (none allowed)"
+    assert FIELDS["guild_monthly_budget"].show(0) == "$0.00 (none allowed)"
+    assert FIELDS["user_cooldown_seconds"].show(0) == "0 s (no wait)"
+    assert FIELDS["user_daily_images"].show(None) == "unlimited"
