@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.limits import FIELDS, Limits, load_role_limits
-from core.prices import PriceTable, load_price_table
+from .limits import FIELDS, Limits, load_role_limits
+from .prices import PriceTable, load_price_table
 from providers.base import ProviderConfig
 from providers.env import parse_bool, parse_int, parse_seconds
 from providers.errors import ConfigError

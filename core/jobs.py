@@ -1,7 +1,7 @@
 """The job runner: every generation, whatever started it, runs through here.
 
-A job waits for its turn twice: in its conversation's lane (turns of one thread run one at a
-time, in arrival order) and for one of MAX_CONCURRENT_JOBS slots (showing its queue position).
+A job waits for its turn twice (core/queue.py): in its conversation's lane (turns of one thread run
+one at a time, in arrival order) and for one of MAX_CONCURRENT_JOBS slots (showing its queue position).
 Then it builds the request from the stored conversation, calls the providers, stores the answer
 and the job's outcome in one transaction, and hands the result to its Delivery (core/delivery.py).
 
@@ -32,7 +32,8 @@ from store import Conversation, JobRecord, Store
 
 from .config import Config
 from .delivery import Delivery, DeliveryForbidden, Member
-from core.quota import LimitError, QuotaKeeper, Reservation
+from .queue import InProcessQueue, Ticket
+from .quota import LimitError, QuotaKeeper, Reservation
 
 log = logging.getLogger(__name__)
 
@@ -69,44 +70,6 @@ class JobSpec:
     parent: int | str | None = "head"
 
 
-class Ticket:
-    """A reserved place in a conversation lane, taken the moment a message or command arrives.
-
-    A turn runs when the previous turn of its lane is done, and posts its status message only once
-    the previous turn's exists, so a thread's answers appear in the order their prompts came in.
-    """
-
-    def __init__(self, runner: JobRunner, key: object, previous: Ticket | None) -> None:
-        self._runner, self.key, self._previous = runner, key, previous
-        loop = asyncio.get_running_loop()
-        self._done = loop.create_future()
-        self._posted = loop.create_future()
-        self.reservation: Reservation | None = None  # the member's quota, until a job takes it
-        self.job: Job | None = None
-
-    async def wait_to_post(self) -> None:
-        if self._previous is not None:
-            await asyncio.shield(self._previous._posted)
-
-    async def wait_turn(self) -> None:
-        if self._previous is not None:
-            await asyncio.shield(self._previous._done)
-            self._previous = None  # done implies posted; let the finished chain be collected
-
-    def posted(self) -> None:
-        if not self._posted.done():
-            self._posted.set_result(None)
-
-    def release(self) -> None:
-        self._runner.quota.settle(self.reservation, "released")  # admitted, but no job was started
-        self.reservation = None
-        self.posted()
-        if not self._done.done():
-            self._done.set_result(None)
-        if self._runner._lanes.get(self.key) is self:
-            del self._runner._lanes[self.key]
-
-
 @dataclass
 class Job:
     id: str
@@ -124,9 +87,7 @@ class Job:
 class JobRunner:
     def __init__(self, *, store: Store, providers: Any, quota: QuotaKeeper, config: Config) -> None:
         self.store, self.providers, self.quota, self.config = store, providers, quota, config
-        self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
-        self._lanes: dict[object, Ticket] = {}  # lane key -> its newest ticket
-        self._waiting: list[Job] = []  # jobs waiting for a slot, in order
+        self.queue = InProcessQueue(config.max_concurrent_jobs)
         self.jobs: dict[str, Job] = {}  # jobs not yet finished
         self.accepting = True
 
@@ -136,13 +97,12 @@ class JobRunner:
     async def place(self, key: object | None) -> AsyncIterator[Ticket]:
         """A place in a lane (None: a lane of its own), taken before the first await so arrival
         order is kept; given back with its quota unless a job was submitted on it."""
-        key = key if key is not None else object()
-        ticket = Ticket(self, key, self._lanes.get(key))
-        self._lanes[key] = ticket
+        ticket = self.queue.place(key)
         try:
             yield ticket
         finally:
-            if ticket.job is None:
+            if ticket.job is None:  # admitted perhaps, but no job was started
+                self.quota.settle(ticket.reservation, "released")
                 ticket.release()
 
     async def admit(self, ticket: Ticket, user: Member, guild_id: int | None, kind: str,
@@ -186,7 +146,7 @@ class JobRunner:
         return True
 
     def position(self, job: Job) -> int:
-        return self._waiting.index(job) + 1 if job in self._waiting else 0
+        return self.queue.position(job)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -196,17 +156,10 @@ class JobRunner:
         try:
             await ticket.wait_turn()
             job.state = "queued"
-            self._waiting.append(job)
-            try:
-                await self._slots.acquire()
-            finally:
-                self._waiting.remove(job)
-            try:
+            async with self.queue.slot(job):
                 job.state, job.started = "running", time.monotonic()
                 await self.store.update_job(job.id, status="running")
                 await self._generate(job, user_turn)
-            finally:
-                self._slots.release()
         except asyncio.CancelledError:
             outcome = "cancelled" if self.accepting else "interrupted"
             if not self.accepting:
