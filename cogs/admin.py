@@ -11,10 +11,10 @@ from discord.ext import commands
 
 from core.limits import FIELDS, MEMBER_FIELDS
 from core.prices import money
+from core.quota import typed_overrides
 from providers.models import RESOLUTIONS
 
 from .access import is_admin
-from core.quota import typed_overrides
 
 if TYPE_CHECKING:
     from bot import ImageBot

@@ -11,9 +11,9 @@ from core.delivery import DeliveryForbidden
 from providers.models import GenerationResult
 
 from . import render
-from .views import cancel_view, result_view
 from .preferences import post_settings_card
 from .replies import Reply
+from .views import cancel_view, result_view
 
 if TYPE_CHECKING:
     from bot import ImageBot

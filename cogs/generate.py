@@ -8,14 +8,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from core.jobs import JobSpec, Options
+from core.quota import LimitError
 from providers.models import ASPECT_RATIOS, RESOLUTIONS
 
 from .access import denial
 from .delivery import DiscordDelivery
 from .inputs import InputError, check_attachments_cheaply, check_prompt, image_attachments, read_images
-from core.jobs import JobSpec, Options
 from .preferences import with_defaults
-from core.quota import LimitError
 from .replies import InteractionReply
 from .threads import conversation_for_channel
 

@@ -15,11 +15,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from core.jobs import Options
 from core.prices import money
 from providers.models import ASPECT_RATIOS, RESOLUTIONS
 
 from .access import denial, is_admin
-from core.jobs import Options
 
 if TYPE_CHECKING:
     from bot import ImageBot

@@ -9,9 +9,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from core.prices import money
+from core.quota import QuotaStatus
 
 from .access import denial, is_admin
-from core.quota import QuotaStatus
 
 if TYPE_CHECKING:
     from bot import ImageBot
