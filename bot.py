@@ -6,6 +6,7 @@ setup_hook and reach the services through the bot.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -21,6 +22,7 @@ from dotenv import load_dotenv
 from core.config import Config
 from core.cpu import CpuPool
 from core.jobs import JobRunner
+from core.metrics import Metrics, RateLimitCounter
 from core.quota import QuotaKeeper
 from providers.client import ProviderRouter
 from providers.errors import ConfigError
@@ -38,7 +40,8 @@ class ImageBot(commands.Bot):
     quota: QuotaKeeper
     jobs: JobRunner
 
-    def __init__(self, config: Config, http_session: aiohttp.ClientSession, cpu: CpuPool) -> None:
+    def __init__(self, config: Config, http_session: aiohttp.ClientSession, cpu: CpuPool, metrics: Metrics,
+                 role: str = "all") -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # turns in threads are plain messages
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
@@ -46,6 +49,8 @@ class ImageBot(commands.Bot):
         self.config = config
         self.http_session = http_session
         self.cpu = cpu
+        self.metrics = metrics
+        self.role = role
         self.lag_max_ms = 0.0
         self.tree.on_error = self._on_app_command_error
 
@@ -73,10 +78,12 @@ class ImageBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         config = self.config
-        self.store = await open_store(config.database_path)
+        self.store = await open_store(config.database_path, config.database_url)
         self.providers = ProviderRouter(config.providers, self.http_session, cpu=self.cpu)
         self.quota = QuotaKeeper(store=self.store, config=config, providers=self.providers)
-        self.jobs = JobRunner(store=self.store, providers=self.providers, quota=self.quota, config=config)
+        self.jobs = JobRunner(store=self.store, providers=self.providers, quota=self.quota, config=config,
+                              metrics=self.metrics)
+        self.metrics.shard_latency.labels("0").set_function(lambda: self.latency if self.latency == self.latency else 0)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
@@ -88,6 +95,16 @@ class ImageBot(commands.Bot):
             self.dispatch("jobs_interrupted", interrupted)  # cogs.buttons tells their members
         if self.config.lag_probe:
             asyncio.create_task(self._probe_lag())
+        asyncio.create_task(self._log_health())
+
+    async def _log_health(self) -> None:
+        """One line a minute that says this process is alive and how busy it is."""
+        while True:
+            await asyncio.sleep(self.config.health_interval)
+            running, waiting = self.jobs.counts()
+            shards = ",".join(map(str, getattr(self, "shard_ids", None) or [self.shard_id or 0]))
+            log.info("health: role=%s shards=%s latency=%.0f ms jobs_running=%d queue_depth=%d", self.role,
+                     shards, self.latency * 1000 if self.latency == self.latency else -1, running, waiting)
 
     async def _sync_commands(self) -> None:
         """Sync on purpose at start (to DEV_GUILD_ID for instant updates while developing), never in on_ready."""
@@ -127,15 +144,20 @@ class ImageBot(commands.Bot):
             await self.store.close()
 
 
-async def run(config: Config) -> None:
+async def run(config: Config, role: str) -> None:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
     # Worker processes for parsing answers and re-encoding images, for as long as the bot runs.
     # They take about half a second to start; until then that work runs in threads.
     cpu = CpuPool()
     starting = asyncio.create_task(asyncio.to_thread(cpu.start))
+    metrics = Metrics()
+    if config.metrics_port:
+        metrics.serve(config.metrics_port)
+    counter = RateLimitCounter(metrics.discord_rate_limits.inc)
+    counter.attach()
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            bot = ImageBot(config, session, cpu)
+            bot = ImageBot(config, session, cpu, metrics, role)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.create_task(bot.close()))
@@ -144,12 +166,20 @@ async def run(config: Config) -> None:
     finally:
         await starting  # never raises: workers that cannot start leave the work in threads
         await asyncio.to_thread(cpu.shutdown)
+        counter.detach()
+        metrics.stop()
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python bot.py", description="The Nano Banana Discord bot.")
+    parser.add_argument("--role", choices=ROLES, default="all",
+                        help="all: everything in this process (default); gateway/worker: one part of a "
+                             "deployment on several processes sharing DATABASE_URL")
+    role = parser.parse_args().role
     load_dotenv()
     try:
         config = Config.from_env(os.environ)
+        check_role(role, config)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"configuration error: {line}", file=sys.stderr)
@@ -157,7 +187,7 @@ def main() -> None:
     discord.utils.setup_logging(level=logging.INFO)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(run(config))
+        asyncio.run(run(config, role))
     except discord.PrivilegedIntentsRequired:
         fail("Discord refused the Message Content intent: enable it for this bot in the developer portal "
              "(Bot → Privileged Gateway Intents → Message Content Intent); thread turns need it.", 2)
@@ -165,6 +195,19 @@ def main() -> None:
         fail("Discord rejected DISCORD_TOKEN: copy the bot's token again from the developer portal.", 2)
     except (aiohttp.ClientConnectionError, OSError) as exc:
         fail(f"Cannot reach Discord ({type(exc).__name__}); check the network and try again.", 1)
+
+
+ROLES = ("all", "gateway", "worker")
+
+
+def check_role(role: str, config: Config) -> None:
+    if role == "all":
+        return
+    if not config.database_url:
+        raise ConfigError(f"--role {role} needs DATABASE_URL=postgresql://... (the processes share one "
+                          "database); with SQLite everything runs in one process: --role all")
+    raise ConfigError(f"--role {role} is not available in this version: run one process with --role all "
+                      "(DATABASE_URL works with it)")
 
 
 def fail(message: str, code: int) -> None:

@@ -58,6 +58,10 @@ class Config:
     shutdown_grace: float = 30.0  # seconds running jobs get to finish on SIGTERM
     lag_probe: bool = False  # measure event-loop stalls (benchmark only)
     lag_probe_file: str | None = None  # with lag_probe: append every stall of 1 ms or more here
+    # Operations
+    database_url: str | None = None  # postgresql://... for several processes; unset: SQLite in data_dir
+    metrics_port: int | None = None  # Prometheus /metrics on this port; unset: off
+    health_interval: float = 60.0  # seconds between health lines in the log
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Config:
@@ -106,6 +110,9 @@ class Config:
             shutdown_grace=reader.float("SHUTDOWN_GRACE_SECONDS", 30.0),
             lag_probe=reader.bool("LAG_PROBE", False),
             lag_probe_file=env.get("LAG_PROBE_FILE", "").strip() or None,
+            database_url=reader.database_url("DATABASE_URL"),
+            metrics_port=reader.int("METRICS_PORT", None, minimum=1),
+            health_interval=reader.float("HEALTH_LOG_SECONDS", 60.0),
         )
         if problems:
             raise ConfigError("\n".join(problems))
@@ -180,6 +187,13 @@ class _Reader:
         if problem:
             self.problems.append(f"{name}: {str(path)!r} cannot hold the bot's data: {problem}")
         return path
+
+    def database_url(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if raw and not raw.startswith(("postgresql://", "postgres://")):
+            self.problems.append(f"{name} must be a postgresql:// URL (unset: SQLite under DATA_DIR)")
+            return None
+        return raw or None
 
     def list(self, name: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in self._raw(name).split(",") if part.strip())

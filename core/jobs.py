@@ -32,6 +32,7 @@ from store import Conversation, JobRecord, Store
 
 from .config import Config
 from .delivery import Delivery, DeliveryForbidden, Member
+from .metrics import Metrics
 from .queue import InProcessQueue, Ticket
 from .quota import LimitError, QuotaKeeper, Reservation
 
@@ -85,8 +86,12 @@ class Job:
 
 
 class JobRunner:
-    def __init__(self, *, store: Store, providers: Any, quota: QuotaKeeper, config: Config) -> None:
+    def __init__(self, *, store: Store, providers: Any, quota: QuotaKeeper, config: Config,
+                 metrics: Metrics | None = None) -> None:
         self.store, self.providers, self.quota, self.config = store, providers, quota, config
+        self.metrics = metrics or Metrics()
+        self.metrics.jobs_running.set_function(lambda: self.counts()[0])
+        self.metrics.jobs_queued.set_function(lambda: self.counts()[1])
         self.queue = InProcessQueue(config.max_concurrent_jobs)
         self.jobs: dict[str, Job] = {}  # jobs not yet finished
         self.accepting = True
@@ -148,11 +153,17 @@ class JobRunner:
     def position(self, job: Job) -> int:
         return self.queue.position(job)
 
+    def counts(self) -> tuple[int, int]:
+        """(jobs running, jobs waiting for their turn or a slot) in this process."""
+        running = sum(job.state == "running" for job in self.jobs.values())
+        return running, len(self.jobs) - running
+
     # -- running -------------------------------------------------------------------------------
 
     async def _run(self, job: Job, user_turn: int, ticket: Ticket) -> None:
         status_task = asyncio.create_task(self._show_status(job, ticket))
         outcome = "failed"  # for the usage record, unless the job was charged
+        delivered = False
         try:
             await ticket.wait_turn()
             job.state = "queued"
@@ -175,13 +186,17 @@ class JobRunner:
             # A refusal is final (the same request would be refused again); an empty answer that
             # gives no reason is worth another try.
             retry = not isinstance(exc, RefusedError) or (isinstance(exc, NoImageError) and not exc.model_text)
+            self.metrics.provider_errors.labels(exc.provider or "?", type(exc).__name__).inc()
             await self._finish_failed(job, "failed", exc.user_message, retry=retry)
         except Exception:
             log.exception("job %s crashed", job.id)
             await self._finish_failed(job, "failed", "Something went wrong on the bot's side; the error was logged.",
                                       retry=True)
+        else:
+            delivered = True
         finally:
             status_task.cancel()
+            self.metrics.jobs_finished.labels("done" if delivered else outcome).inc()
             self.quota.settle(job.reservation, outcome, job_id=job.id)
             ticket.release()
             self.jobs.pop(job.id, None)
@@ -198,6 +213,7 @@ class JobRunner:
             aspect_ratio=spec.options.aspect_ratio, resolution=spec.options.resolution,
             count=spec.options.count)
         result = await self.providers.generate(request, provider=spec.options.provider)
+        self.metrics.generation_seconds.labels(result.provider, result.model).observe(result.seconds)
         log.info("job %s: %s/%s answered %d image(s), %d bytes, in %.2f s", job.id, result.provider,
                  result.model, len(result.images), sum(len(i.data) for i in result.images), result.seconds)
         model_turn = await store.finish_job_with_turn(

@@ -57,3 +57,14 @@ async def test_configuration_mistakes_are_one_line_each(tmp_path):
     assert any("PROVIDER_PROXY_BASE_URL" in line and "placeholder" in line for line in errors)
     assert any("USER_DAILY_IMAGES" in line and "'unlimited' for no limit, or 0 for none allowed" in line
                for line in errors)
+
+
+async def test_roles_other_than_all_need_postgresql(tmp_path):
+    async with FakeGateway() as gw, Driver(log_dir=tmp_path) as d:
+        await d.start_bot([sys.executable, "bot.py", "--role", "worker"], env=bot_env(d, gw, tmp_path / "data"),
+                          wait=False)
+        code, out = await d.bot._wait(), d.bot.output()
+    errors = [line for line in out.splitlines() if line.startswith("configuration error: ")]
+    assert code == 2 and "Traceback" not in out
+    assert errors == ["configuration error: --role worker needs DATABASE_URL=postgresql://... (the processes "
+                      "share one database); with SQLite everything runs in one process: --role all"]
