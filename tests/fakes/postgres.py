@@ -5,6 +5,8 @@ The throwaway cluster lives in a temp dir owned by the `postgres` user (PostgreS
 as root, and CI runs as root), listens on a private port on 127.0.0.1 with its unix socket in that
 dir, trusts local connections, and skips every fsync (its data is thrown away). It is stopped when
 the test session ends; a watchdog stops it too if the test process is killed first.
+TEST_DATABASE_URL names a server to use instead (its user must be allowed to create databases);
+TEST_DATABASE_WAIT_S how long to wait for it to answer.
 
     server = PostgresServer.start()      # raises PostgresUnavailable with the reason
     url = server.url                     # postgresql://postgres@127.0.0.1:<port>/postgres
@@ -27,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 URL_ENV = "TEST_DATABASE_URL"
+WAIT_ENV = "TEST_DATABASE_WAIT_S"  # how long a server given by URL may take to answer (60 s)
 SERVER_USER = "postgres"
 START_TIMEOUT_S = 60
 # Throwaway data: durability off, so start-up and every commit are fast.
@@ -193,14 +196,15 @@ def drop_database(url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def wait_until_accepting(url: str, timeout: float = START_TIMEOUT_S) -> None:
+def wait_until_accepting(url: str) -> None:
     """Block until `url` answers a query (a server given from outside may still be starting)."""
     import psycopg
 
+    timeout = float(os.environ.get(WAIT_ENV, START_TIMEOUT_S))
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with psycopg.connect(url, connect_timeout=5) as conn:
+            with psycopg.connect(url, connect_timeout=max(2, int(timeout))) as conn:
                 conn.execute("SELECT 1")
             return
         except psycopg.OperationalError as e:
