@@ -1,7 +1,8 @@
 """Entry point: `python bot.py`, configured by `.env` (see .env.example).
 
-The bot owns the shared resources (one aiohttp session, the database, the provider router, the job
-runner) and hands them to the cogs; cogs are extensions loaded in setup_hook.
+The bot owns the shared services (the aiohttp session, the CPU pool, the store, the provider router,
+the quota keeper, the job runner) and hands each what it needs; cogs are extensions loaded in
+setup_hook and reach the services through the bot.
 """
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ import discord
 from discord.ext import commands
 from dotenv import load_dotenv
 
-from cogs.jobs import JobRunner
-from config import Settings
-from providers import cpu
+from core.config import Config
+from core.cpu import CpuPool
+from core.jobs import JobRunner
+from core.quota import QuotaKeeper
 from providers.client import ProviderRouter
 from providers.errors import ConfigError
-from storage import Storage
+from store import Store, open_store
 
 log = logging.getLogger("bot")
 
@@ -31,17 +33,19 @@ EXTENSIONS = ("cogs.buttons", "cogs.generate", "cogs.threads", "cogs.preferences
 
 
 class ImageBot(commands.Bot):
-    storage: Storage
+    store: Store
     providers: ProviderRouter
+    quota: QuotaKeeper
     jobs: JobRunner
 
-    def __init__(self, settings: Settings, http_session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: Config, http_session: aiohttp.ClientSession, cpu: CpuPool) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # turns in threads are plain messages
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          allowed_mentions=discord.AllowedMentions.none())
-        self.settings = settings
+        self.config = config
         self.http_session = http_session
+        self.cpu = cpu
         self.lag_max_ms = 0.0
         self.tree.on_error = self._on_app_command_error
 
@@ -68,55 +72,38 @@ class ImageBot(commands.Bot):
             log.warning("could not tell the member about the failed command: %s", exc.status)
 
     async def setup_hook(self) -> None:
-        self.storage = await Storage.open(self.settings.database_path)
-        self.providers = ProviderRouter(self.settings.providers, self.http_session)
-        self.jobs = JobRunner(self)
+        config = self.config
+        self.store = await open_store(config.database_path)
+        self.providers = ProviderRouter(config.providers, self.http_session, cpu=self.cpu)
+        self.quota = QuotaKeeper(store=self.store, config=config, providers=self.providers)
+        self.jobs = JobRunner(store=self.store, providers=self.providers, quota=self.quota, config=config)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
-        pruned = await self.storage.prune(self.settings.retention_days)
+        pruned = await self.store.prune(self.config.retention_days)
         if pruned:
-            log.info("deleted %d conversations older than %d days", pruned, self.settings.retention_days)
-        await self.storage.release_stale_reservations()  # quota held by jobs of a stopped process
-        interrupted = await self.storage.mark_active_jobs("interrupted", "The bot stopped while this job ran.")
+            log.info("deleted %d conversations older than %d days", pruned, self.config.retention_days)
+        interrupted = await self.jobs.recover()  # jobs and quota held by a stopped process
         if interrupted:
-            asyncio.create_task(self._tell_interrupted(interrupted))
-        if self.settings.lag_probe:
+            self.dispatch("jobs_interrupted", interrupted)  # cogs.buttons tells their members
+        if self.config.lag_probe:
             asyncio.create_task(self._probe_lag())
 
     async def _sync_commands(self) -> None:
         """Sync on purpose at start (to DEV_GUILD_ID for instant updates while developing), never in on_ready."""
-        if self.settings.dev_guild_id:
-            guild = discord.Object(self.settings.dev_guild_id)
+        if self.config.dev_guild_id:
+            guild = discord.Object(self.config.dev_guild_id)
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
         else:
             synced = await self.tree.sync()
         log.info("synced %d application commands", len(synced))
 
-    async def _tell_interrupted(self, jobs) -> None:
-        """Jobs left running by a crash: tell their members where they asked, with a Reroll button."""
-        from cogs.buttons import result_view
-
-        await self.wait_until_ready()
-        for job in jobs:
-            channel = self.get_channel(job.channel_id) if job.channel_id else None
-            if channel is None:
-                continue
-            try:
-                await channel.send(f"<@{job.user_id}> The bot restarted while your image was being made "
-                                   f"(“{job.options.get('prompt', '')[:100]}”). Press Reroll to try again.",
-                                   view=result_view(job.id, failed=True),
-                                   # only the owner: the quoted prompt may hold other members' mentions
-                                   allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]))
-            except discord.HTTPException as exc:
-                log.warning("could not tell about interrupted job %s: %s", job.id, exc.status)
-
     async def _probe_lag(self) -> None:
         """Benchmark aid: how late the event loop runs a 10 ms timer. Logs each new maximum; with
         LAG_PROBE_FILE set, also appends `<CLOCK_MONOTONIC seconds> <ms>` for every lateness of 1 ms
         or more, so a benchmark can take the maximum over any time window."""
-        out = open(self.settings.lag_probe_file, "a", buffering=1) if self.settings.lag_probe_file else None
+        out = open(self.config.lag_probe_file, "a", buffering=1) if self.config.lag_probe_file else None
         try:
             while True:
                 start = time.monotonic()
@@ -134,25 +121,26 @@ class ImageBot(commands.Bot):
 
     async def close(self) -> None:
         if hasattr(self, "jobs"):
-            await self.jobs.shutdown(self.settings.shutdown_grace)
+            await self.jobs.shutdown(self.config.shutdown_grace)
         await super().close()
-        if hasattr(self, "storage"):
-            await self.storage.close()
+        if hasattr(self, "store"):
+            await self.store.close()
 
 
-async def run(settings: Settings) -> None:
+async def run(config: Config) -> None:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=15)
-    # Worker processes for parsing answers and re-encoding images (providers.cpu), for as long as
-    # the bot runs. They take about half a second to start; until then that work runs in threads.
+    # Worker processes for parsing answers and re-encoding images, for as long as the bot runs.
+    # They take about half a second to start; until then that work runs in threads.
+    cpu = CpuPool()
     starting = asyncio.create_task(asyncio.to_thread(cpu.start))
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            bot = ImageBot(settings, session)
+            bot = ImageBot(config, session, cpu)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.create_task(bot.close()))
             async with bot:
-                await bot.start(settings.discord_token)
+                await bot.start(config.discord_token)
     finally:
         await starting  # never raises: workers that cannot start leave the work in threads
         await asyncio.to_thread(cpu.shutdown)
@@ -161,15 +149,15 @@ async def run(settings: Settings) -> None:
 def main() -> None:
     load_dotenv()
     try:
-        settings = Settings.from_env(os.environ)
+        config = Config.from_env(os.environ)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"configuration error: {line}", file=sys.stderr)
         sys.exit(2)
     discord.utils.setup_logging(level=logging.INFO)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(run(settings))
+        asyncio.run(run(config))
     except discord.PrivilegedIntentsRequired:
         fail("Discord refused the Message Content intent: enable it for this bot in the developer portal "
              "(Bot → Privileged Gateway Intents → Message Content Intent); thread turns need it.", 2)

@@ -9,11 +9,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from limits import FIELDS, MEMBER_FIELDS
-from pricing import RESOLUTIONS, money
+from core.limits import FIELDS, MEMBER_FIELDS
+from core.prices import money
+from providers.models import RESOLUTIONS
 
 from .access import is_admin
-from .quota import typed_overrides
+from core.quota import typed_overrides
 
 if TYPE_CHECKING:
     from bot import ImageBot
@@ -26,8 +27,8 @@ VALUE_HELP = "A number, 'unlimited', or 'default' to go back to the .env value"
 
 
 async def limits_embed(bot: ImageBot, guild: discord.Guild) -> discord.Embed:
-    settings, defaults = bot.settings, bot.settings.default_limits
-    overrides = await bot.storage.limit_overrides(guild.id)
+    settings, defaults = bot.config, bot.config.default_limits
+    overrides = await bot.store.limit_overrides(guild.id)
     server = typed_overrides(overrides.get("guild", {}))
     embed = discord.Embed(title=f"⚖️ Limits in {guild.name}", colour=discord.Colour.orange(),
                           description=f"Days and months start at midnight {settings.limits_timezone}. "
@@ -100,10 +101,10 @@ class Admin(commands.GroupCog, group_name="limits", group_description="Server li
                            f"**{FIELDS[setting.value].label}** for {role.mention}")
 
     async def _change(self, interaction: discord.Interaction, scope: str, name: str, raw: str, what: str) -> None:
-        storage, guild = self.bot.storage, interaction.guild
+        store, guild = self.bot.store, interaction.guild
         field = FIELDS[name]
         if raw.strip().lower() == "default":
-            await storage.clear_limit_override(guild.id, scope, name)
+            await store.clear_limit_override(guild.id, scope, name)
             text = f"{what} is back to its default."
         else:
             try:
@@ -111,7 +112,7 @@ class Admin(commands.GroupCog, group_name="limits", group_description="Server li
             except ValueError as exc:
                 await interaction.response.send_message(f"{exc}. {VALUE_HELP}.", ephemeral=True)
                 return
-            await storage.set_limit_override(guild.id, scope, name, value, updated_by=interaction.user.id)
+            await store.set_limit_override(guild.id, scope, name, value, updated_by=interaction.user.id)
             text = f"{what} is now {field.show(value)}."
         log.info("guild %s: %s %s set to %r by %s", guild.id, scope, name, raw, interaction.user.id)
         await interaction.response.send_message(text, embed=await limits_embed(self.bot, guild), ephemeral=True)
@@ -122,7 +123,7 @@ class Admin(commands.GroupCog, group_name="limits", group_description="Server li
     async def reset(self, interaction: discord.Interaction, member: discord.Member) -> None:
         if await self._refuse(interaction):
             return
-        await self.bot.storage.reset_quota(interaction.guild.id, member.id, reset_by=interaction.user.id)
+        await self.bot.store.reset_quota(interaction.guild.id, member.id, reset_by=interaction.user.id)
         log.info("guild %s: quota of %s reset by %s", interaction.guild.id, member.id, interaction.user.id)
         await interaction.response.send_message(
             f"Reset {member.mention}'s quota: today's images and this month's spend count from now on. "

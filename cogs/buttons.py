@@ -1,8 +1,4 @@
-"""Buttons on results and status messages, persistent across restarts.
-
-Each button is a DynamicItem whose custom_id names an action and a stored job (`nb:reroll:<job>`),
-so one class serves every message, before and after a restart: everything it needs is in SQLite.
-"""
+"""What the buttons on results and status messages do (the buttons themselves: cogs/views.py)."""
 from __future__ import annotations
 
 import logging
@@ -12,9 +8,13 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from core.jobs import JobSpec, Options
+from core.quota import LimitError
+
 from .access import denial, is_admin
-from .quota import LimitError
+from .delivery import DiscordDelivery
 from .replies import ChannelReply, InteractionReply
+from .views import ActionButton, CancelButton, result_view
 
 if TYPE_CHECKING:
     from bot import ImageBot
@@ -22,59 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VARY_PROMPT = "Make a variation of this image: keep the subject and style, change the details and composition."
-LABELS = {"reroll": ("Reroll", "🎲"), "vary": ("Vary", "🔀"), "4k": ("4K", "🔍"), "branch": ("Continue from here", "↪️")}
-
-
-def result_view(job_id: str, *, failed: bool = False) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action in (("reroll",) if failed else ("reroll", "vary", "4k", "branch")):
-        view.add_item(ActionButton(action, job_id))
-    return view
-
-
-def cancel_view(job_id: str) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
-    return view
-
-
-class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nb:(?P<action>reroll|vary|4k|branch):(?P<job>[0-9a-f]+)"):
-    def __init__(self, action: str, job_id: str) -> None:
-        label, emoji = LABELS[action]
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, custom_id=f"nb:{action}:{job_id}",
-                                           style=discord.ButtonStyle.secondary))
-        self.action, self.job_id = action, job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["action"], match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await run_action(interaction.client, interaction, self.action, self.job_id)
-
-
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=r"nb:cancel:(?P<job>[0-9a-f]+)"):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(discord.ui.Button(label="Cancel", emoji="✖️", custom_id=f"nb:cancel:{job_id}",
-                                           style=discord.ButtonStyle.danger))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        bot: ImageBot = interaction.client
-        job = bot.jobs.jobs.get(self.job_id)
-        if job is None:
-            await interaction.response.send_message("This job has already finished.", ephemeral=True)
-            return
-        if job.spec.user.id != interaction.user.id and not is_admin(bot, interaction.user):
-            await interaction.response.send_message(f"Only {job.spec.user.mention} can cancel this job.",
-                                                    ephemeral=True)
-            return
-        await interaction.response.defer()
-        await bot.jobs.cancel(self.job_id)
 
 
 async def run_action(bot: ImageBot, interaction: discord.Interaction, action: str, job_id: str) -> None:
@@ -100,27 +47,25 @@ async def run_action(bot: ImageBot, interaction: discord.Interaction, action: st
 
 
 async def _start_from_stored_job(bot: ImageBot, interaction: discord.Interaction, action: str, job_id: str):
-    from .jobs import JobSpec, Options  # jobs imports this module for its views
-
     reason = denial(bot, interaction.user, interaction.channel)
     if reason:
         await interaction.response.send_message(reason, ephemeral=True)
         return
-    record = await bot.storage.job(job_id)
+    record = await bot.store.job(job_id)
     if record is None or record.conversation_id is None:
         await interaction.response.send_message("That result is no longer stored, so it cannot be reused.",
                                                 ephemeral=True)
         return
-    conv = await bot.storage.conversation(record.conversation_id)
+    conv = await bot.store.conversation(record.conversation_id)
     if action == "branch":
         if record.model_turn_id is None or conv is None:
             await interaction.response.send_message("That job has no image to continue from.", ephemeral=True)
             return
-        await bot.storage.set_head(conv.id, record.model_turn_id)
+        await bot.store.set_head(conv.id, record.model_turn_id)
         await interaction.response.send_message("The next message in this conversation builds on this image.",
                                                 ephemeral=True)
         return
-    user_turn = await bot.storage.turn(record.user_turn_id) if record.user_turn_id else None
+    user_turn = await bot.store.turn(record.user_turn_id) if record.user_turn_id else None
     if user_turn is None or conv is None:
         await interaction.response.send_message("That result is no longer stored, so it cannot be reused.",
                                                 ephemeral=True)
@@ -137,13 +82,11 @@ async def _start_from_stored_job(bot: ImageBot, interaction: discord.Interaction
     elif action == "4k":
         spec = replace(spec, options=replace(options, resolution="4K"))
 
-    ticket = bot.jobs.reserve(conv.channel_id)
     thread = bot.get_channel(conv.channel_id) if conv.channel_id else None
-    try:
+    async with bot.jobs.place(conv.channel_id) as ticket:
         try:
-            await bot.jobs.admit(interaction.user, interaction.guild_id, action, spec.options, ticket)
+            await bot.jobs.admit(ticket, interaction.user, interaction.guild_id, action, spec.options)
         except LimitError as exc:
-            ticket.release()
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
         if thread is not None and thread.id != interaction.channel_id:
@@ -153,16 +96,46 @@ async def _start_from_stored_job(bot: ImageBot, interaction: discord.Interaction
         else:
             await interaction.response.defer(thinking=True)
             reply = InteractionReply(interaction)
-        return await bot.jobs.submit(spec, reply, ticket)
-    except BaseException:
-        ticket.release()
-        raise
+        return await bot.jobs.submit(ticket, spec, DiscordDelivery(bot, reply, interaction.user.mention))
 
 
 class Buttons(commands.Cog):
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
         self.pressed: set[tuple[str, str, int]] = set()  # clicks whose job has not finished yet
+
+    async def cancel(self, interaction: discord.Interaction, job_id: str) -> None:
+        bot = self.bot
+        job = bot.jobs.jobs.get(job_id)
+        if job is None:
+            await interaction.response.send_message("This job has already finished.", ephemeral=True)
+            return
+        if job.spec.user.id != interaction.user.id and not is_admin(bot, interaction.user):
+            await interaction.response.send_message(f"Only {job.spec.user.mention} can cancel this job.",
+                                                    ephemeral=True)
+            return
+        await interaction.response.defer()
+        await bot.jobs.cancel(job_id)
+
+    async def run_action(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
+        await run_action(self.bot, interaction, action, job_id)
+
+    @commands.Cog.listener()
+    async def on_jobs_interrupted(self, jobs) -> None:
+        """Jobs left running by a crash: tell their members where they asked, with a Reroll button."""
+        await self.bot.wait_until_ready()
+        for job in jobs:
+            channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
+            if channel is None:
+                continue
+            try:
+                await channel.send(f"<@{job.user_id}> The bot restarted while your image was being made "
+                                   f"(“{job.options.get('prompt', '')[:100]}”). Press Reroll to try again.",
+                                   view=result_view(job.id, failed=True),
+                                   # only the owner: the quoted prompt may hold other members' mentions
+                                   allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]))
+            except discord.HTTPException as exc:
+                log.warning("could not tell about interrupted job %s: %s", job.id, exc.status)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(ActionButton, CancelButton)

@@ -11,10 +11,11 @@ from discord.ext import commands
 from providers.models import ASPECT_RATIOS, RESOLUTIONS
 
 from .access import denial
+from .delivery import DiscordDelivery
 from .inputs import InputError, check_attachments_cheaply, check_prompt, image_attachments, read_images
-from .jobs import JobSpec, Options
+from core.jobs import JobSpec, Options
 from .preferences import with_defaults
-from .quota import LimitError
+from core.quota import LimitError
 from .replies import InteractionReply
 from .threads import conversation_for_channel
 
@@ -38,7 +39,7 @@ class PromptModal(discord.ui.Modal, title="Edit image"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await self.cog.start(interaction, kind="context", prompt=self.prompt.value,
-                             attachments=image_attachments(self.message)[: self.cog.bot.settings.max_input_images],
+                             attachments=image_attachments(self.message)[: self.cog.bot.config.max_input_images],
                              options=Options())
 
 
@@ -98,13 +99,13 @@ class Generate(commands.Cog):
     async def start(self, interaction: discord.Interaction, *, kind: str, prompt: str,
                     attachments: list[discord.Attachment], options: Options) -> None:
         """Check what can be checked at once, acknowledge, read the images, then queue the job."""
-        bot, settings = self.bot, self.bot.settings
+        bot, config = self.bot, self.bot.config
         try:
             reason = denial(bot, interaction.user, interaction.channel)
             if reason:
                 raise InputError(reason)
-            prompt = check_prompt(prompt, settings)
-            check_attachments_cheaply(attachments, settings)
+            prompt = check_prompt(prompt, config)
+            check_attachments_cheaply(attachments, config)
             if options.provider and options.provider not in bot.providers.names:
                 raise InputError(f"There is no provider called `{options.provider}`; choose one of: "
                                  f"{', '.join(bot.providers.names)}.")
@@ -114,30 +115,25 @@ class Generate(commands.Cog):
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
         in_conversation_channel = isinstance(interaction.channel, (discord.Thread, discord.DMChannel))
-        ticket = bot.jobs.reserve(interaction.channel_id if in_conversation_channel else None)
-        try:
+        async with bot.jobs.place(interaction.channel_id if in_conversation_channel else None) as ticket:
             options = await with_defaults(bot, interaction.user.id, interaction.channel, options)
             try:
-                await bot.jobs.admit(interaction.user, interaction.guild_id, kind, options, ticket)
+                await bot.jobs.admit(ticket, interaction.user, interaction.guild_id, kind, options)
             except LimitError as exc:
-                ticket.release()
                 await interaction.response.send_message(str(exc), ephemeral=True)
                 return
             await interaction.response.defer(thinking=True)
             try:
-                images = await read_images(attachments, settings)
+                images = await read_images(bot.cpu, attachments, config)
             except InputError as exc:
                 await interaction.delete_original_response()
                 await interaction.followup.send(str(exc), ephemeral=True)
-                ticket.release()
                 return
             conv = await conversation_for_channel(bot, interaction.channel) if in_conversation_channel else None
             spec = JobSpec(kind=kind, user=interaction.user, guild_id=interaction.guild_id, prompt=prompt,
                            images=tuple(images), options=options, conversation=conv, parent="head")
-            await bot.jobs.submit(spec, InteractionReply(interaction), ticket)
-        except BaseException:
-            ticket.release()
-            raise
+            reply = InteractionReply(interaction)
+            await bot.jobs.submit(ticket, spec, DiscordDelivery(bot, reply, interaction.user.mention))
 
 
 async def setup(bot: ImageBot) -> None:

@@ -7,7 +7,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from pricing import money
+from core.prices import money
 
 from .access import is_admin
 from .usage import remaining_line
@@ -36,7 +36,7 @@ THREADS = ("Every result starts a thread. Write there to change the image: each 
 
 
 async def help_embed(bot: ImageBot, user, guild_id: int | None) -> discord.Embed:
-    quota = bot.jobs.quota
+    quota = bot.quota
     default, model, _ = quota.price_for(None, None)
     embed = discord.Embed(
         title="🍌 Nano Banana image bot", colour=discord.Colour.yellow(),

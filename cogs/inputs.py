@@ -14,52 +14,49 @@ from urllib.parse import urlsplit
 import discord
 from PIL import Image
 
-from config import Settings
-from providers import cpu
+from core.config import Config
+from core.errors import InputError
+from providers.base import CpuRunner
 from providers.images import image_size, sniff_mime
 from providers.models import ImageData
 
 ACCEPTED = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
-class InputError(Exception):
-    """Bad input, with a message for the member."""
-
-
-def check_prompt(prompt: str | None, settings: Settings, *, required: bool = True) -> str:
+def check_prompt(prompt: str | None, config: Config, *, required: bool = True) -> str:
     prompt = (prompt or "").strip()
     if required and not prompt:
         raise InputError("Please describe what you want: the prompt is empty.")
-    if len(prompt) > settings.max_prompt_chars:
+    if len(prompt) > config.max_prompt_chars:
         raise InputError(f"The prompt is {len(prompt)} characters long; the limit is "
-                         f"{settings.max_prompt_chars}.")
+                         f"{config.max_prompt_chars}.")
     return prompt
 
 
-def check_attachments_cheaply(attachments: Sequence[discord.Attachment], settings: Settings) -> None:
+def check_attachments_cheaply(attachments: Sequence[discord.Attachment], config: Config) -> None:
     """What can be checked without downloading anything, before the interaction is acknowledged."""
-    if len(attachments) > settings.max_input_images:
-        raise InputError(f"You attached {len(attachments)} images; at most {settings.max_input_images} "
+    if len(attachments) > config.max_input_images:
+        raise InputError(f"You attached {len(attachments)} images; at most {config.max_input_images} "
                          "can be used at once.")
     for att in attachments:
-        if att.size > settings.max_image_bytes:
+        if att.size > config.max_image_bytes:
             raise InputError(f"`{att.filename}` is {att.size / 2**20:.1f} MiB; images may be at most "
-                             f"{settings.max_image_bytes / 2**20:.0f} MiB.")
-        if not _is_discord_url(att.url, settings):
+                             f"{config.max_image_bytes / 2**20:.0f} MiB.")
+        if not _is_discord_url(att.url, config):
             raise InputError(f"`{att.filename}` is not hosted by Discord, so the bot will not fetch it.")
 
 
-async def read_images(attachments: Sequence[discord.Attachment], settings: Settings) -> list[ImageData]:
-    check_attachments_cheaply(attachments, settings)
+async def read_images(cpu: CpuRunner, attachments: Sequence[discord.Attachment], config: Config) -> list[ImageData]:
+    check_attachments_cheaply(attachments, config)
     images = []
     for att in attachments:
         try:
             data = await att.read()
         except discord.HTTPException as exc:
             raise InputError(f"Could not download `{att.filename}` from Discord ({exc.status}).") from None
-        if len(data) > settings.max_image_bytes:
-            raise InputError(f"`{att.filename}` is larger than {settings.max_image_bytes / 2**20:.0f} MiB.")
-        images.append(await cpu.run(decode_image, data, att.filename, settings.max_image_pixels))
+        if len(data) > config.max_image_bytes:
+            raise InputError(f"`{att.filename}` is larger than {config.max_image_bytes / 2**20:.0f} MiB.")
+        images.append(await cpu.run(decode_image, data, att.filename, config.max_image_pixels))
     return images
 
 
@@ -96,11 +93,11 @@ def image_attachments(message: discord.Message) -> list[discord.Attachment]:
                 (".png", ".jpg", ".jpeg", ".webp", ".gif"))]
 
 
-def _is_discord_url(url: str, settings: Settings) -> bool:
+def _is_discord_url(url: str, config: Config) -> bool:
     """Only Discord's own attachment hosts (DISCORD_ATTACHMENT_HOSTS), over https; plain http is
     accepted for a loopback test double only."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    if host not in settings.attachment_hosts:
+    if host not in config.attachment_hosts:
         return False
     return parts.scheme == "https" or (parts.scheme == "http" and host in ("localhost", "127.0.0.1"))

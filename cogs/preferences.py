@@ -15,11 +15,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from pricing import money
+from core.prices import money
 from providers.models import ASPECT_RATIOS, RESOLUTIONS
 
 from .access import denial, is_admin
-from .jobs import Options
+from core.jobs import Options
 
 if TYPE_CHECKING:
     from bot import ImageBot
@@ -36,8 +36,8 @@ async def with_defaults(bot: ImageBot, user_id: int, channel, options: Options) 
     else from the member's defaults. An explicit "auto" shape stays auto."""
     conv = None
     if isinstance(channel, (discord.Thread, discord.DMChannel)):
-        conv = await bot.storage.conversation_for_channel(channel.id)
-    base = conv.settings if conv is not None else await bot.storage.member_settings(user_id)
+        conv = await bot.store.conversation_for_channel(channel.id)
+    base = conv.options if conv is not None else await bot.store.member_defaults(user_id)
     ratio = options.aspect_ratio or base.get("aspect_ratio")
     provider = options.provider or base.get("provider")
     return Options(aspect_ratio=None if ratio == "auto" else ratio,
@@ -47,7 +47,7 @@ async def with_defaults(bot: ImageBot, user_id: int, channel, options: Options) 
 
 def describe(bot: ImageBot, settings: dict[str, Any]) -> dict[str, str]:
     """Readable values for an embed: shape, resolution, provider and model, price per image."""
-    quota = bot.jobs.quota
+    quota = bot.quota
     provider, model, price = quota.price_for(settings.get("provider"), settings.get("resolution"))
     default_note = " (default)" if not settings.get("provider") else ""
     return {"Shape": settings.get("aspect_ratio") or "auto",
@@ -121,10 +121,10 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select],
                 await interaction.response.send_message("These are someone else's defaults; use /settings for "
                                                         "your own.", ephemeral=True)
                 return
-            settings = {**await bot.storage.member_settings(self.target), key: value}
-            await bot.storage.update_member_settings(self.target, settings)
+            settings = {**await bot.store.member_defaults(self.target), key: value}
+            await bot.store.update_member_defaults(self.target, settings)
         else:
-            conv = await bot.storage.conversation(self.target)
+            conv = await bot.store.conversation(self.target)
             if conv is None:
                 await interaction.response.send_message("This thread's conversation is no longer stored.",
                                                         ephemeral=True)
@@ -133,8 +133,8 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select],
             if refusal:
                 await interaction.response.send_message(refusal, ephemeral=True)
                 return
-            settings = {**conv.settings, key: value}
-            await bot.storage.update_settings(conv.id, settings)
+            settings = {**conv.options, key: value}
+            await bot.store.update_options(conv.id, settings)
         log.info("%s settings %s: %s = %s", self.scope, self.target, key, value)
         dm = isinstance(interaction.channel, discord.DMChannel)
         await interaction.response.edit_message(embed=settings_embed(bot, settings, thread=self.scope == "thread", dm=dm),
@@ -161,12 +161,12 @@ class Preferences(commands.Cog):
     @commands.Cog.listener()
     async def on_conversation_thread(self, thread: discord.Thread, conversation_id: int) -> None:
         """A result just opened a thread: put the settings card at its top."""
-        conv = await self.bot.storage.conversation(conversation_id)
+        conv = await self.bot.store.conversation(conversation_id)
         if conv is None:
             return
         try:
-            await thread.send(embed=settings_embed(self.bot, conv.settings, thread=True),
-                              view=settings_view(self.bot, "thread", conv.id, conv.settings))
+            await thread.send(embed=settings_embed(self.bot, conv.options, thread=True),
+                              view=settings_view(self.bot, "thread", conv.id, conv.options))
         except discord.HTTPException as exc:
             log.warning("could not post the settings card in thread %s: %s", thread.id, exc.status)
 
@@ -203,20 +203,20 @@ class Preferences(commands.Cog):
         conv = None  # in a bot thread or a DM conversation, /settings is about that conversation
         dm = isinstance(interaction.channel, discord.DMChannel)
         if dm or isinstance(interaction.channel, discord.Thread):
-            conv = await bot.storage.conversation_for_channel(interaction.channel.id)
+            conv = await bot.store.conversation_for_channel(interaction.channel.id)
         if conv is not None:
             refusal = thread_refusal(bot, interaction.user, conv) if changes else None
             if refusal:
                 await interaction.response.send_message(refusal, ephemeral=True)
                 return
-            settings = {**conv.settings, **changes}
+            settings = {**conv.options, **changes}
             if changes:
-                await bot.storage.update_settings(conv.id, settings)
+                await bot.store.update_options(conv.id, settings)
             scope, target = "thread", conv.id
         else:
-            settings = {**await bot.storage.member_settings(interaction.user.id), **changes}
+            settings = {**await bot.store.member_defaults(interaction.user.id), **changes}
             if changes:
-                await bot.storage.update_member_settings(interaction.user.id, settings)
+                await bot.store.update_member_defaults(interaction.user.id, settings)
             scope, target = "me", interaction.user.id
         await interaction.response.send_message(
             ("Saved. " if changes else "") + "Change a setting with the menus below.",

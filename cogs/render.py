@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from providers import cpu
+from providers.base import CpuRunner
 from providers.models import ImageData
 
 CONTENT_LIMIT = 2000
@@ -31,7 +31,7 @@ def slug(text: str, limit: int = 40) -> str:
     return _SLUG.sub("-", text.lower()).strip("-")[:limit].strip("-") or "image"
 
 
-async def prepare(images: list[ImageData], prompt: str, limit: int) -> tuple[list[OutFile], list[str]]:
+async def prepare(cpu: CpuRunner, images: list[ImageData], prompt: str, limit: int) -> tuple[list[OutFile], list[str]]:
     """prepare_files without blocking the event loop."""
     if any(len(img.data) > limit for img in images):
         return await cpu.run_process(prepare_files, images, prompt, limit)
@@ -87,21 +87,21 @@ def caption(*, prompt: str, model: str, provider: str, resolution: str | None, s
     meta = f"-# {model} via {provider}" + (f" · {resolution}" if resolution else "") + f" · {seconds:.1f} s"
     tail = "\n".join(f"-# {note}" for note in notes or [])
     head = f"{author_mention} " if author_mention else ""
-    parts = [f"{head}**{_trim(_one_line(prompt), 600)}**", meta]
+    parts = [f"{head}**{trim(_one_line(prompt), 600)}**", meta]
     if tail:
         parts.append(tail)
     fixed = len("\n".join(parts)) + 2
     text = model_text.strip()
     if text:
-        parts.insert(1, _trim(text, max(0, CONTENT_LIMIT - fixed - 2)))
-    return _trim("\n".join(p for p in parts if p), CONTENT_LIMIT)
+        parts.insert(1, trim(text, max(0, CONTENT_LIMIT - fixed - 2)))
+    return trim("\n".join(p for p in parts if p), CONTENT_LIMIT)
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _trim(text: str, limit: int) -> str:
+def trim(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 
 

@@ -13,11 +13,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from storage import Conversation
+from core.errors import InputError
+from core.jobs import JobSpec, Options
+from store import Conversation
 
 from .access import denial, is_admin
-from .inputs import InputError, check_prompt, image_attachments, read_images
-from .jobs import JobSpec, Options
+from .delivery import DiscordDelivery
+from .inputs import check_prompt, image_attachments, read_images
 from .replies import ChannelReply
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ _CAPTION_PROMPT = re.compile(r"\*\*(.+?)\*\*", re.S)
 
 
 async def conversation_for_channel(bot: ImageBot, channel, *, exclude: int | None = None) -> Conversation | None:
-    conv = await bot.storage.conversation_for_channel(channel.id)
+    conv = await bot.store.conversation_for_channel(channel.id)
     if conv is None and isinstance(channel, discord.Thread) and channel.owner_id == bot.user.id:
         conv = await rebuild_from_thread(bot, channel, exclude=exclude)
     return conv
@@ -47,14 +49,14 @@ async def rebuild_from_thread(bot: ImageBot, thread: discord.Thread, *, exclude:
     async for message in thread.history(limit=100, oldest_first=True):
         if message.id != exclude:
             messages.append(message)
-    messages = messages[-max(1, bot.settings.history_turns * 2):]
-    storage = bot.storage
-    conv = await storage.create_conversation(owner_id=thread.owner_id or bot.user.id,
+    messages = messages[-max(1, bot.config.history_turns * 2):]
+    store = bot.store
+    conv = await store.create_conversation(owner_id=thread.owner_id or bot.user.id,
                                              guild_id=thread.guild.id, channel_id=thread.id)
     parent, last_role = None, None
     for message in messages:
         try:
-            images = await read_images(image_attachments(message)[: bot.settings.max_input_images], bot.settings)
+            images = await read_images(bot.cpu, image_attachments(message)[: bot.config.max_input_images], bot.config)
         except InputError:
             images = []
         if message.author.id == bot.user.id:
@@ -62,19 +64,19 @@ async def rebuild_from_thread(bot: ImageBot, thread: discord.Thread, *, exclude:
                 continue  # status lines and errors are not turns
             if last_role != "user":  # the prompt of a channel result lives in its caption
                 found = _CAPTION_PROMPT.search(message.content or "")
-                parent = await storage.add_turn(conversation_id=conv.id, parent_id=parent, role="user",
+                parent = await store.add_turn(conversation_id=conv.id, parent_id=parent, role="user",
                                                 text=found.group(1) if found else "")
-            parent = await storage.add_turn(conversation_id=conv.id, parent_id=parent, role="model",
+            parent = await store.add_turn(conversation_id=conv.id, parent_id=parent, role="model",
                                             images=images, message_id=message.id)
             last_role = "model"
         elif not message.author.bot and (message.content or images):
-            parent = await storage.add_turn(conversation_id=conv.id, parent_id=parent, role="user",
+            parent = await store.add_turn(conversation_id=conv.id, parent_id=parent, role="user",
                                             text=message.content, images=images, message_id=message.id)
             last_role = "user"
     if parent is not None:
-        await storage.set_head(conv.id, parent)
+        await store.set_head(conv.id, parent)
     log.info("rebuilt conversation for thread %s from %d messages", thread.id, len(messages))
-    return await storage.conversation(conv.id)
+    return await store.conversation(conv.id)
 
 
 class Threads(commands.Cog):
@@ -84,7 +86,7 @@ class Threads(commands.Cog):
     @app_commands.command(name="forget", description="Clear this conversation's history (in a bot thread or DM)")
     async def forget(self, interaction: discord.Interaction) -> None:
         """The next turn starts fresh; the messages stay, the model no longer sees them."""
-        conv = await self.bot.storage.conversation_for_channel(interaction.channel_id)
+        conv = await self.bot.store.conversation_for_channel(interaction.channel_id)
         if conv is None:
             await interaction.response.send_message("There is no conversation here to clear; use this in a "
                                                     "bot thread or a DM with the bot.", ephemeral=True)
@@ -93,7 +95,7 @@ class Threads(commands.Cog):
             await interaction.response.send_message("Only the member who started this conversation or an admin "
                                                     "can clear it.", ephemeral=True)
             return
-        turns = await self.bot.storage.clear_conversation(conv.id)
+        turns = await self.bot.store.clear_conversation(conv.id)
         await interaction.response.send_message(
             f"Cleared {turns} stored turns: the next message here starts a fresh image.", ephemeral=True)
 
@@ -105,34 +107,28 @@ class Threads(commands.Cog):
         if not isinstance(channel, (discord.Thread, discord.DMChannel)):
             return
         bot = self.bot
-        ticket = bot.jobs.reserve(channel.id)  # before any await: turns keep their arrival order
         try:
-            conv = await conversation_for_channel(bot, channel, exclude=message.id)
-            if conv is None and not isinstance(channel, discord.DMChannel):
-                ticket.release()  # somebody else's thread
-                return
-            reason = denial(bot, message.author, channel)
-            if reason:
-                raise InputError(reason)
-            prompt = check_prompt(message.content, bot.settings, required=False)
-            images = await read_images(image_attachments(message), bot.settings)
-            if not prompt and not images:
-                ticket.release()
-                return
-            options = Options.from_dict(conv.settings if conv else {})
-            spec = JobSpec(kind="turn", user=message.author, guild_id=getattr(message.guild, "id", None),
-                           prompt=prompt or IMAGES_ONLY_PROMPT, images=tuple(images),
-                           options=Options(options.aspect_ratio, options.resolution, 1, options.provider),
-                           conversation=conv, parent="head")
-            await bot.jobs.admit(message.author, spec.guild_id, spec.kind, spec.options, ticket)  # LimitError is an InputError
-            await bot.jobs.submit(spec, ChannelReply(channel, reference=message, mention=message.author.mention),
-                                  ticket)
-        except InputError as exc:
-            ticket.release()
+            async with bot.jobs.place(channel.id) as ticket:  # before any await: turns keep their arrival order
+                conv = await conversation_for_channel(bot, channel, exclude=message.id)
+                if conv is None and not isinstance(channel, discord.DMChannel):
+                    return  # somebody else's thread
+                reason = denial(bot, message.author, channel)
+                if reason:
+                    raise InputError(reason)
+                prompt = check_prompt(message.content, bot.config, required=False)
+                images = await read_images(bot.cpu, image_attachments(message), bot.config)
+                if not prompt and not images:
+                    return
+                options = Options.from_dict(conv.options if conv else {})
+                spec = JobSpec(kind="turn", user=message.author, guild_id=getattr(message.guild, "id", None),
+                               prompt=prompt or IMAGES_ONLY_PROMPT, images=tuple(images),
+                               options=Options(options.aspect_ratio, options.resolution, 1, options.provider),
+                               conversation=conv, parent="head")
+                await bot.jobs.admit(ticket, message.author, spec.guild_id, spec.kind, spec.options)
+                reply = ChannelReply(channel, reference=message, mention=message.author.mention)
+                await bot.jobs.submit(ticket, spec, DiscordDelivery(bot, reply, message.author.mention))
+        except InputError as exc:  # a LimitError too
             await message.reply(str(exc), mention_author=False, delete_after=60)
-        except BaseException:
-            ticket.release()
-            raise
 
 
 async def setup(bot: ImageBot) -> None:

@@ -8,10 +8,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from pricing import money
+from core.prices import money
 
 from .access import denial, is_admin
-from .quota import QuotaStatus
+from core.quota import QuotaStatus
 
 if TYPE_CHECKING:
     from bot import ImageBot
@@ -65,26 +65,26 @@ def member_embed(user: discord.abc.User, place: str, status: QuotaStatus, day, m
 
 
 async def server_embed(bot: ImageBot, guild: discord.Guild, period: str) -> discord.Embed:
-    storage, quota = bot.storage, bot.jobs.quota
+    store, quota = bot.store, bot.quota
     limits, window = await quota.limits_for(None, guild.id), quota.window()
     since = window.day_start if period == "day" else window.month_start
-    totals = await storage.usage_totals(guild.id, since)
+    totals = await store.usage_totals(guild.id, since)
     embed = discord.Embed(title=f"📊 {guild.name} · {PERIOD_NAMES[period]}", colour=discord.Colour.gold(),
                           description=f"{images(totals.images, True)} · **{money(totals.cost)}** spent"
                                       f"\n-# {totals.not_charged} failed or refused, not charged")
     if period == "day" and limits.guild_daily_images is not None:
-        used = await storage.quota_use(guild.id, None, window.day_start)
+        used = await store.quota_use(guild.id, None, window.day_start)
         embed.add_field(name="Server quota", value=remaining_line(
             limits.guild_daily_images, used.images, kind="images", reset=window.day_end))
     if period == "month" and limits.guild_monthly_budget is not None:
-        used = await storage.quota_use(guild.id, None, window.month_start)
+        used = await store.quota_use(guild.id, None, window.month_start)
         embed.add_field(name="Server budget", value=remaining_line(
             limits.guild_monthly_budget, used.cost, kind="money", reset=window.month_end))
-    top = await storage.top_users(guild.id, since, 10)
+    top = await store.top_users(guild.id, since, 10)
     embed.add_field(name="Top members", inline=False, value="\n".join(
         f"{n}. <@{user_id}> — {images(count)} · {money(cost)}" for n, (user_id, count, cost) in
         enumerate(top, start=1)) or "nobody yet")
-    models = await storage.usage_by_model(guild.id, since)
+    models = await store.usage_by_model(guild.id, since)
     if models:
         embed.add_field(name="By model", inline=False, value="\n".join(
             f"`{model}` {res} — {images(count)} · {money(cost)}".replace("  ", " ")
@@ -122,10 +122,10 @@ class Usage(commands.Cog):
             embed = await server_embed(bot, guild, period.value if period else "month")
         else:
             who = member or user
-            status = await bot.jobs.quota.status(who, interaction.guild_id)
+            status = await bot.quota.status(who, interaction.guild_id)
             guild_id = interaction.guild_id or 0
-            day = await bot.storage.usage_totals(guild_id, status.periods.day_start, user_id=who.id)
-            month = await bot.storage.usage_totals(guild_id, status.periods.month_start, user_id=who.id)
+            day = await bot.store.usage_totals(guild_id, status.periods.day_start, user_id=who.id)
+            month = await bot.store.usage_totals(guild_id, status.periods.month_start, user_id=who.id)
             place = f"in **{guild.name}**" if guild else "in direct messages"
             embed = member_embed(who, place, status, day, month)
         await interaction.response.send_message(embed=embed, ephemeral=True)

@@ -3,8 +3,8 @@
 A translator module (`openai_chat`, `openai_images`, `gemini`) is pure: it turns a
 GenerationRequest into an HttpRequest and the gateway's bytes into a ParsedAnswer. It opens no
 sockets and never sleeps; `providers.client` does the HTTP, retries, error mapping and redaction
-once for all of them, and runs the parsers in a worker process (providers.cpu: they decode megabytes
-of base64).
+once for all of them, and runs the parsers through a CpuRunner (the bot passes its pool of
+worker processes, core.cpu.CpuPool: the parsers decode megabytes of base64).
 
 Every translator module exposes:
 
@@ -19,10 +19,33 @@ ParsedAnswer with neither images nor image_urls is turned into NoImageError by t
 """
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from .models import ImageData
+
+T = TypeVar("T")
+
+
+class CpuRunner(Protocol):
+    """Runs CPU-heavy steps off the event loop: `run` in threads, `run_process` in worker
+    processes where the owner has them (functions importable by name, arguments picklable)."""
+
+    async def run(self, fn: Callable[..., T], /, *args: Any) -> T: ...
+
+    async def run_process(self, fn: Callable[..., T], /, *args: Any) -> T: ...
+
+
+class ThreadRunner:
+    """The CpuRunner of a one-shot caller (the CLI, tests): both kinds of step in a thread."""
+
+    async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    run_process = run
+
 
 WireFormat = Literal["openai_chat", "openai_images", "gemini"]
 WIRE_FORMATS: tuple[str, ...] = ("openai_chat", "openai_images", "gemini")

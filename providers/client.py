@@ -27,8 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from . import cpu
-from .base import HttpRequest, ParsedAnswer, ProviderConfig
+from .base import CpuRunner, HttpRequest, ParsedAnswer, ProviderConfig, ThreadRunner
 from .presets import translator_for
 from .errors import (AuthError, ConfigError, MalformedResponse, NoImageError, ProviderError,
                      ProviderTimeout, RateLimitError, ServerError)
@@ -65,8 +64,9 @@ class ProviderClient:
     def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, *,
                  translator: ModuleType | None = None, redactor: Redactor | None = None,
                  sleep: Sleep = asyncio.sleep, rng: Callable[[], float] = random.random,
-                 retry_after_cap: float = RETRY_AFTER_CAP) -> None:
+                 retry_after_cap: float = RETRY_AFTER_CAP, cpu: CpuRunner | None = None) -> None:
         self.config = config
+        self._cpu = cpu or ThreadRunner()
         self._session = session
         self._translator = translator or translator_for(config)
         self._redact = redactor or Redactor([config.api_key])
@@ -84,7 +84,7 @@ class ProviderClient:
             fan_out = request.count > 1 and self.config.format != "openai_images"
             # Building and serialising the body base64-encodes every input image: off the loop,
             # and once even when several identical calls go out.
-            http, body = await cpu.run(
+            http, body = await self._cpu.run(
                 self._prepare, dataclasses.replace(request, count=1) if fan_out else request)
             if fan_out:
                 answer, images = await self._fan_out(http, body, request.count)
@@ -196,12 +196,12 @@ class ProviderClient:
                 assert ex.body is not None
                 if _head(ex.body, 1024).lstrip()[:1] not in (b"{", b"["):  # HTML error page behind a 200
                     raise html_answer(cfg.name, status, _head(ex.body, 8192), self._redact)
-                answer = await cpu.run_process(_parse_body, tr.parse_response, cfg, ex.body)
+                answer = await self._cpu.run_process(_parse_body, tr.parse_response, cfg, ex.body)
             else:
                 if not ex.events:
                     raise ServerError("The image service's stream ended before any answer.",
                                       provider=cfg.name, detail="SSE stream with no events")
-                answer = await cpu.run_process(_parse_stream, tr.parse_stream, cfg, ex.events)
+                answer = await self._cpu.run_process(_parse_stream, tr.parse_stream, cfg, ex.events)
         except MalformedResponse as exc:
             if ex.truncated:  # a stream cut mid-event: the gateway dropped us, worth a retry
                 raise ServerError("The image service's stream stopped halfway.", provider=cfg.name,
@@ -258,7 +258,7 @@ class ProviderClient:
         for url in urls:
             try:
                 data, _declared = await download(self._session, url, self.config, auth, self._redact)
-                images.append(await cpu.run(to_image, data))
+                images.append(await self._cpu.run(to_image, data))
             except ValueError:
                 first_error = first_error or MalformedResponse(
                     provider=self.config.name, detail="downloaded file is not an image")
@@ -282,12 +282,13 @@ class ProviderRouter:
 
     def __init__(self, configs: Sequence[ProviderConfig], session: aiohttp.ClientSession, *,
                  sleep: Sleep = asyncio.sleep, rng: Callable[[], float] = random.random,
-                 translators: Callable[[ProviderConfig], ModuleType] = translator_for) -> None:
+                 translators: Callable[[ProviderConfig], ModuleType] = translator_for,
+                 cpu: CpuRunner | None = None) -> None:
         if not configs:
             raise ConfigError("PROVIDERS is not set: no provider configured")
         self._redact = Redactor(c.api_key for c in configs)
         self._clients = {c.name: ProviderClient(c, session, translator=translators(c), sleep=sleep,
-                                                rng=rng, redactor=self._redact) for c in configs}
+                                                rng=rng, redactor=self._redact, cpu=cpu) for c in configs}
 
     @property
     def names(self) -> list[str]:
@@ -339,7 +340,7 @@ def _most_meaningful(errors: list[ProviderError]) -> ProviderError:
     return best
 
 
-# Run in a worker process (providers.cpu.run_process): joining a 4K answer's 23 MB is a copy the
+# Run in a worker process (core.cpu.CpuPool.run_process): joining a 4K answer's 23 MB is a copy the
 # event loop should not make. Module-level, so that they can be pickled by name.
 def _parse_body(parse: Callable[[ProviderConfig, bytes], ParsedAnswer], config: ProviderConfig,
                 body: bytes | Chunks) -> ParsedAnswer:

@@ -102,3 +102,17 @@ class NoImageError(RefusedError):
         if not (self.model_text or "").strip() and not self.reason:  # nothing at all came back
             return f"{str(self).rstrip('.')} and gave no reason; try again, or rephrase the prompt."
         return super().user_message
+
+
+def error_class_for_status(status: int) -> type[ProviderError]:
+    """The one map from an HTTP status to its error class (an error body may know better:
+    providers.parsing.error_from_body reads the gateway's codes first)."""
+    if status in (401, 403):
+        return AuthError
+    if status in (408, 504, 524):
+        return ProviderTimeout
+    if status == 429:
+        return RateLimitError
+    if 400 <= status < 500:
+        return BadRequestError
+    return ServerError

@@ -12,8 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import (AuthError, BadRequestError, MalformedResponse, ProviderError, ProviderTimeout,
-                     RateLimitError, RefusedError, ServerError)
+from .errors import (AuthError, BadRequestError, MalformedResponse, ProviderError, RateLimitError, RefusedError,
+                     error_class_for_status)
 from .redact import Redactor, excerpt
 
 INITIAL_DELAY = 0.5
@@ -48,18 +48,6 @@ def retry_after_header(headers: Mapping[str, str], now: float | None = None) -> 
     return value if value > 0 else None
 
 
-def status_class(status: int) -> type[ProviderError]:
-    if status in (401, 403):
-        return AuthError
-    if status == 408:
-        return ProviderTimeout
-    if status == 429:
-        return RateLimitError
-    if 400 <= status < 500:
-        return BadRequestError
-    return ServerError
-
-
 def parse_json(body: bytes) -> Any:
     try:
         value = json.loads(body)
@@ -75,7 +63,7 @@ def error_for_response(status: int, headers: Mapping[str, str], body: bytes, red
     """The error for a non-2xx answer; `retry_after` is set on it when the server gave a hint."""
     from .parsing import error_from_body  # written alongside the translators
 
-    cls = status_class(status)
+    cls = error_class_for_status(status)
     hint = retry_after_header(headers)
     parsed = parse_json(body)
     if parsed is None:

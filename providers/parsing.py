@@ -13,9 +13,10 @@ from typing import Any, Callable
 
 from .base import ProviderConfig
 from .errors import (AuthError, BadRequestError, MalformedResponse, ProviderError, ProviderTimeout,
-                     RateLimitError, RefusedError, ServerError)
+                     RateLimitError, RefusedError, ServerError, error_class_for_status)
 from .images import parse_image_ref
 from .models import ImageData
+from .redact import scrub
 
 # finishReason / blockReason values meaning "the model or a filter refused" (Gemini, OpenRouter's
 # native_finish_reason, OpenAI's content_filter), compared upper-case.
@@ -26,15 +27,12 @@ REFUSAL_REASONS = frozenset({
 # Finished normally but drew nothing: NoImageError with the reason.
 NO_IMAGE_REASONS = frozenset({"NO_IMAGE", "IMAGE_OTHER"})
 
-_SECRET = re.compile(r"(?i)(bearer\s+\S+|sk-[a-z0-9_\-]{6,}|AIza[0-9a-z_\-]{20,}|key=[^&\s\"']+)")
-
-
 def short(text: Any, limit: int = 300) -> str:
     """A one-line, redacted excerpt for ProviderError.detail; never a whole body, never a key."""
     if isinstance(text, (bytes, bytearray, memoryview)):
         text = bytes(text[:limit * 4]).decode("utf-8", "replace")
     text = " ".join(str(text)[:limit * 4].split())
-    text = _SECRET.sub("***", text)
+    text = scrub(text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -368,15 +366,16 @@ def error_from_body(status: int | None, body: Any) -> ProviderError:
     if codes & _CREDIT_CODES or http == 402:
         return AuthError("The image service account is out of credit; the bot's operator needs to "
                          "top it up.", **kw)
-    if codes & _AUTH_CODES or http in (401, 403) or _AUTH_TEXT.search(message):
+    by_status = error_class_for_status(http) if http else None
+    if codes & _AUTH_CODES or by_status is AuthError or _AUTH_TEXT.search(message):
         return AuthError(**kw)
-    if codes & _RATE_CODES or http == 429:
+    if codes & _RATE_CODES or by_status is RateLimitError:
         return RateLimitError(retry_after=retry, **kw)
-    if codes & _TIMEOUT_CODES or http in (408, 504, 524):
+    if codes & _TIMEOUT_CODES or by_status is ProviderTimeout:
         return ProviderTimeout(**kw)
-    if codes & _SERVER_CODES or (http or 0) >= 500:
+    if codes & _SERVER_CODES or by_status is ServerError:
         return ServerError(**kw)
-    if http is not None and 400 <= http < 500:
+    if by_status is BadRequestError:
         return BadRequestError(**kw)
     if codes & {"invalid_argument", "invalid_request_error", "not_found", "failed_precondition",
                 "out_of_range", "bad_request", "invalid_request"}:

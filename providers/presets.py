@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from .base import WIRE_FORMATS, ProviderConfig
+from .env import parse_bool, parse_int, parse_seconds
 from .errors import ConfigError
 
 # What each preset fills in; see ../shared/seeds/ and research/gateways.md §0.
@@ -34,40 +35,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                        model="google/gemini-2.5-flash-image", chat_options="image_config"),
 }
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
 
 
-def _parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError("must be true or false (1/0, yes/no, on/off)")
-
-
-def _parse_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("must be a number of seconds") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError("must be a number of seconds above 0")
-    return value
-
-
 def _parse_int(minimum: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError("must be a whole number") from None
-        if value < minimum:
-            raise ValueError(f"must be a whole number >= {minimum}")
-        return value
-    return parse
+    return lambda raw: parse_int(raw, minimum)
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:
@@ -82,14 +54,14 @@ def _choice(*allowed: str) -> Callable[[str], str]:
 # ProviderConfig field -> (variable suffix, parser). name/api_key/base_url/model are read directly.
 _OPTIONAL_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "format": ("FORMAT", _choice(*WIRE_FORMATS)),
-    "stream": ("STREAM", _parse_bool),
-    "timeout": ("TIMEOUT", _parse_float),
+    "stream": ("STREAM", parse_bool),
+    "timeout": ("TIMEOUT", parse_seconds),
     "max_retries": ("MAX_RETRIES", _parse_int(0)),
     "auth": ("AUTH", _choice("bearer", "x-goog-api-key")),
     "chat_options": ("CHAT_OPTIONS", _choice("extra_body", "image_config", "prompt")),
-    "chat_string_content": ("CHAT_STRING_CONTENT", _parse_bool),
+    "chat_string_content": ("CHAT_STRING_CONTENT", parse_bool),
     "images_input": ("IMAGES_INPUT", _choice("contents", "edits")),
-    "allow_private_urls": ("ALLOW_PRIVATE_URLS", _parse_bool),
+    "allow_private_urls": ("ALLOW_PRIVATE_URLS", parse_bool),
     "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _parse_int(1)),
 }
 

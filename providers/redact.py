@@ -17,6 +17,13 @@ _PATTERNS = (
 )
 
 
+def scrub(text: str) -> str:
+    """Mask what looks like a credential (Bearer tokens, key=, x-goog-api-key, sk-, AIza)."""
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
 class Redactor:
     """Replaces each configured secret (and Bearer/key=/sk-/AIza patterns) with ***."""
 
@@ -33,9 +40,7 @@ class Redactor:
             return text or ""
         for secret in self._secrets:
             text = text.replace(secret, MASK)
-        for pattern, repl in _PATTERNS:
-            text = pattern.sub(repl, text)
-        return text
+        return scrub(text)
 
     def exact(self, text: str | None) -> str:
         """Only the configured secrets masked: for the model's own words, where the generic

@@ -4,11 +4,11 @@ from types import SimpleNamespace
 import pytest
 
 from cogs.access import denial, is_admin
-from config import Settings
+from core.config import Config
 
 
 def bot(**settings):
-    return SimpleNamespace(settings=Settings(discord_token="t", providers=[], **settings))
+    return SimpleNamespace(config=Config(discord_token="t", providers=[], **settings))
 
 
 def member(user_id=1, manage_guild=False, roles=()):

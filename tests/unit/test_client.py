@@ -11,7 +11,7 @@ import pytest
 
 from fakes.fake_gateway import Reply, make_png
 from fakes.secret_registry import register_secret
-from providers import cpu
+from providers.base import ThreadRunner
 from providers.client import ProviderClient, ProviderRouter
 from providers.presets import load_provider_configs
 from providers.errors import (AuthError, BadRequestError, ConfigError, MalformedResponse, NoImageError,
@@ -87,7 +87,7 @@ async def test_status_maps_to_error(router, gw, status, body, expected):
 async def test_html_error_page_becomes_a_short_excerpt(router, gw):
     page = "<!DOCTYPE html><html><head><title>504 Gateway Time-out</title></head><body>" + "x" * 5000
     gw.enqueue(Reply(status=504, body=page))
-    with pytest.raises(ServerError) as info:
+    with pytest.raises(ProviderTimeout) as info:  # 504 is a timeout, with a JSON body or without
         await router(no_retry()).generate(REQUEST)
     assert "504 Gateway Time-out" in info.value.detail and len(info.value.detail) < 300
 
@@ -412,13 +412,14 @@ async def test_client_can_be_used_alone(gw, session):
 
 async def test_parsing_runs_off_the_event_loop(router, gw, monkeypatch):
     threads = []
-    real = cpu.run
+    real = ThreadRunner.run
 
-    async def spy(fn, *args):  # run_process uses the thread pool when no worker processes run
+    async def spy(self, fn, *args):  # the router's default runner: both kinds of step in threads
         threads.append(getattr(fn, "__name__", ""))
         threads.extend(a.__name__ for a in args if callable(a) and hasattr(a, "__name__"))
-        return await real(fn, *args)
-    monkeypatch.setattr("providers.cpu.run", spy)
+        return await real(self, fn, *args)
+    monkeypatch.setattr(ThreadRunner, "run", spy)
+    monkeypatch.setattr(ThreadRunner, "run_process", spy)
     await router().generate(REQUEST)
     assert "parse_response" in threads and "_prepare" in threads
 

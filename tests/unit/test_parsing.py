@@ -204,7 +204,7 @@ def test_image_ref_and_sink():
 
 
 def test_short_redacts_and_truncates():
-    assert short("Authorization: Bearer abc.def") == "Authorization: ***"
+    assert short("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
     assert len(short("y" * 1000, 50)) == 50
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pricing import PriceTable, load_price_table, model_family, money
+from core.prices import PriceTable, load_price_table, model_family, money
 
 
 def table(env: dict[str, str], providers=("mule", "ib")) -> tuple[PriceTable, list[str]]:

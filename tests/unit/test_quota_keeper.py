@@ -1,4 +1,4 @@
-"""cogs.quota.QuotaKeeper: admission (atomic quotas, jobs at once, cooldown, roles), charge, settle."""
+"""core.quota.QuotaKeeper: admission (atomic quotas, jobs at once, cooldown, roles), charge, settle."""
 from __future__ import annotations
 
 import asyncio
@@ -6,11 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from cogs.jobs import Options
-from cogs.quota import LimitError, QuotaKeeper
-from config import Settings
+from core.config import Config
+from core.jobs import Options
+from core.quota import LimitError, QuotaKeeper
 from providers.models import GenerationResult, ImageData
-from storage import Storage
+from store import open_store
 
 GUILD = 10
 
@@ -29,12 +29,11 @@ def member(user_id: int, *role_ids: int):
 
 @pytest.fixture
 async def keeper(tmp_path):
-    storage = await Storage.open(tmp_path / "db.sqlite3")
+    storage = await open_store(tmp_path / "db.sqlite3")
 
     def make(**settings) -> QuotaKeeper:
-        bot = SimpleNamespace(settings=Settings(discord_token="", providers=[], **settings), storage=storage,
-                              providers=Router())
-        return QuotaKeeper(bot)
+        return QuotaKeeper(store=storage, config=Config(discord_token="", providers=[], **settings),
+                           providers=Router())
     yield make
     await storage.close()
 
@@ -79,7 +78,7 @@ async def test_cooldown_and_a_refusal_does_not_restart_it(keeper):
 
 async def test_roles_and_server_overrides(keeper):
     quota = keeper(user_daily_images=1, role_limits={7: {"user_daily_images": 3}})
-    storage = quota.bot.storage
+    storage = quota.store
     assert (await quota.limits_for(member(1), GUILD)).user_daily_images == 1
     assert (await quota.limits_for(member(1, 7), GUILD)).user_daily_images == 3
     await storage.set_limit_override(GUILD, "guild", "user_daily_images", 2)
@@ -91,7 +90,7 @@ async def test_roles_and_server_overrides(keeper):
 
 async def test_charge_records_the_real_cost_and_settle_releases_the_rest(keeper):
     quota = keeper(user_daily_images=4)
-    storage = quota.bot.storage
+    storage = quota.store
     reservation = await quota.admit(member(1), GUILD, "imagine", Options(count=4))
     assert reservation.estimate == pytest.approx(0.156)
     image = ImageData(b"x", "image/png")

@@ -6,16 +6,15 @@ import time
 
 import pytest
 
-from limits import FIELDS, Limits, effective_limits, load_role_limits, periods
-from storage import Storage
-from storage_usage import QuotaCheck, QuotaExceeded, UsageEntry
+from core.limits import FIELDS, Limits, effective_limits, load_role_limits, periods
+from store import QuotaCheck, QuotaExceeded, UsageEntry, open_store
 
 GUILD, ALICE, BOB = 10, 1, 2
 
 
 @pytest.fixture
 async def storage(tmp_path):
-    store = await Storage.open(tmp_path / "db.sqlite3")
+    store = await open_store(tmp_path / "db.sqlite3")
     yield store
     await store.close()
 
@@ -41,7 +40,7 @@ async def test_two_concurrent_admissions_for_the_last_image_exactly_one_passes(s
 async def test_two_processes_sharing_the_file_cannot_both_take_the_last_unit(tmp_path):
     """Two connections (as two shard processes would have) race BEGIN IMMEDIATE on one file."""
     path = tmp_path / "shared.sqlite3"
-    first, second = await Storage.open(path), await Storage.open(path)
+    first, second = await open_store(path), await open_store(path)
     try:
         budget = QuotaCheck("guild_monthly_budget", GUILD, None, since=0, max_cost=0.30)
         await first.reserve_usage(entry(cost=0.134), [budget])
@@ -97,10 +96,10 @@ async def test_reset_counts_only_newer_usage_for_that_member(storage):
 
 async def test_stale_reservations_are_released_at_start(tmp_path):
     path = tmp_path / "db.sqlite3"
-    store = await Storage.open(path)
+    store = await open_store(path)
     await store.reserve_usage(entry())
     await store.close()
-    store = await Storage.open(path)
+    store = await open_store(path)
     assert await store.release_stale_reservations() == 1
     assert (await store.quota_use(GUILD, ALICE, 0)).images == 0
     assert (await store.usage_totals(GUILD, 0)).not_charged == 1
@@ -109,19 +108,19 @@ async def test_stale_reservations_are_released_at_start(tmp_path):
 
 async def test_overrides_and_member_settings_survive_a_reopen(tmp_path):
     path = tmp_path / "db.sqlite3"
-    store = await Storage.open(path)
+    store = await open_store(path)
     await store.set_limit_override(GUILD, "guild", "user_daily_images", 5, updated_by=ALICE)
     await store.set_limit_override(GUILD, "role:77", "user_daily_images", None)
     await store.set_limit_override(GUILD, "guild", "guild_monthly_budget", 20.0)
     await store.clear_limit_override(GUILD, "guild", "guild_monthly_budget")
-    await store.update_member_settings(ALICE, {"resolution": "2K"})
+    await store.update_member_defaults(ALICE, {"resolution": "2K"})
     await store.close()
-    store = await Storage.open(path)
+    store = await open_store(path)
     assert await store.limit_overrides(GUILD) == {"guild": {"user_daily_images": 5},
                                                   "role:77": {"user_daily_images": None}}
     assert await store.limit_overrides(GUILD + 1) == {}
-    assert await store.member_settings(ALICE) == {"resolution": "2K"}
-    assert await store.member_settings(BOB) == {}
+    assert await store.member_defaults(ALICE) == {"resolution": "2K"}
+    assert await store.member_defaults(BOB) == {}
     await store.close()
 
 

@@ -4,27 +4,27 @@ import sqlite3
 import pytest
 
 from providers.models import ImageData
-from storage import JobRecord, Storage
+from store import JobRecord, open_store
 from fakes.images import jpeg, png
 
 
 @pytest.fixture
 async def storage(tmp_path):
-    store = await Storage.open(tmp_path / "db.sqlite3")
+    store = await open_store(tmp_path / "db.sqlite3")
     yield store
     await store.close()
 
 
 async def test_wal_mode_and_reopen_keeps_everything(tmp_path):
     path = tmp_path / "db.sqlite3"
-    store = await Storage.open(path)
+    store = await open_store(path)
     conv = await store.create_conversation(owner_id=1, guild_id=2, channel_id=3)
     img = ImageData(png(), "image/png", 64, 48)
     turn = await store.add_turn(conversation_id=conv.id, parent_id=None, role="model", images=[img],
                                 provider_state={"sig": "abc"}, make_head=True)
     await store.close()
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    store = await Storage.open(path)
+    store = await open_store(path)
     again = await store.conversation_for_channel(3)
     assert again.head_turn_id == turn
     (stored,) = await store.history(turn, 10)

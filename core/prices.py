@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-RESOLUTIONS = ("1K", "2K", "4K")
+from providers.models import RESOLUTIONS
+
 DEFAULT_RESOLUTION = "1K"
 
 FLASH = "gemini-2.5-flash-image"

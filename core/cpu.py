@@ -1,12 +1,12 @@
 """CPU-heavy work (JSON and base64 of 20 MB answers, Pillow decoding and re-encoding) off the event
 loop, and never more of it at once than the machine has cores to spare.
 
-Two pools, both of `limit()` workers (the cores but one, at least one):
+`CpuPool` holds two pools, both of `limit()` workers (the cores but one, at least one). The bot
+owns one and passes it to whatever needs it (the provider router, image checks, rendering):
 
 - `run(fn, *args)`: threads. For short steps (building a request, checking an attachment).
-- `run_process(fn, *args)`: processes, once a long-running owner (the bot) has called `start()`;
-  threads otherwise (the CLI makes one call and has no event loop to keep responsive). For the
-  steps that take a second of CPU: parsing a 4K answer, re-encoding a 4K image.
+- `run_process(fn, *args)`: processes, once the owner has called `start()`; threads until then.
+  For the steps that take a second of CPU: parsing a 4K answer, re-encoding a 4K image.
 
 Why processes: a thread moves work off the loop but not out of its way. Ten 4K answers parsed and
 re-encoded in one thread still stalled the loop 80-240 ms (`python -m bench`), because both share
@@ -24,7 +24,8 @@ free. The file is deleted as soon as it is read; the directory when the pool shu
 
 Functions given to run_process must be importable by name (module-level) and their arguments,
 results and exceptions picklable. Workers ignore SIGINT/SIGTERM (the owner decides when they stop:
-`shutdown()`, after its grace period) and exit when their parent process dies.
+`shutdown()`, after its grace period) and exit when their parent process dies. The one piece of
+module state is the spill directory the picklers read (`_spill_dir`): pickling hooks are global.
 """
 from __future__ import annotations
 
@@ -43,20 +44,17 @@ from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .models import ImageData
-from .payload import Chunks
+from providers.models import ImageData
+from providers.payload import Chunks
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 SPILL_MIN = 1 << 20  # bytes: smaller payloads are pickled as they are (a copy of a few ms at most)
 _SPILL_PREFIX = "nano-cpu-"
-
-_threads: ThreadPoolExecutor | None = None
-_processes: ProcessPoolExecutor | None = None  # set once its workers are up
-_spill_dir: str | None = None  # in the owner and in its workers, while the pool runs
-_lock = threading.Lock()  # guards the three above
-_starting = threading.Lock()  # one start() at a time; shutdown() waits for it
+# Where large payloads cross, read by the pickling hooks below: in the owner while its pool runs
+# (set by CpuPool), in a worker from its start. None: they are pickled.
+_spill_dir: str | None = None
 
 
 def limit() -> int:
@@ -67,84 +65,96 @@ def limit() -> int:
     return max(1, cores - 1)
 
 
-def pool() -> ThreadPoolExecutor:
-    global _threads
-    with _lock:
-        if _threads is None:
-            _threads = ThreadPoolExecutor(max_workers=limit(), thread_name_prefix="cpu")
-        return _threads
+class CpuPool:
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or limit()
+        self._threads = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cpu")
+        self._processes: ProcessPoolExecutor | None = None  # set once its workers are up
+        self._spill_dir: str | None = None
+        self._lock = threading.Lock()  # guards the two above
+        self._starting = threading.Lock()  # one start() at a time; shutdown() waits for it
 
+    @property
+    def has_processes(self) -> bool:
+        return self._processes is not None
 
-async def run(fn: Callable[..., T], /, *args: Any) -> T:
-    """Run `fn(*args)` in the CPU thread pool and wait for it without blocking the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(pool(), fn, *args)
+    @property
+    def spill_dir(self) -> str | None:
+        return self._spill_dir
 
+    async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """Run `fn(*args)` in the thread pool and wait for it without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
 
-async def run_process(fn: Callable[..., T], /, *args: Any) -> T:
-    """Run `fn(*args)` in a worker process (in the thread pool until `start()` has finished).
+    async def run_process(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """Run `fn(*args)` in a worker process (in the thread pool until `start()` has finished).
 
-    A worker that dies (killed, out of memory) fails the calls it had; the next call gets a new pool.
-    """
-    executor = _processes
-    if executor is None:
-        return await run(fn, *args)
-    try:
-        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
-    except BrokenProcessPool:
-        _replace(executor)
-        raise
-
-
-def start() -> None:
-    """Start the worker processes (blocking, about half a second per worker: run it in a thread).
-    Until they are up, and if they cannot start, run_process uses the thread pool. Idempotent."""
-    global _processes, _spill_dir
-    with _starting:
-        if _processes is not None:
-            return
-        spill_dir = _make_spill_dir()
-        executor = ProcessPoolExecutor(max_workers=limit(), mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_worker_init, initargs=(spill_dir,))
+        A worker that dies (killed, out of memory) fails the calls it had; the next call gets a new pool.
+        """
+        executor = self._processes
+        if executor is None:
+            return await self.run(fn, *args)
         try:
-            # Each submit spawns a worker until there are limit(): all of them now, not on the loop later.
-            pids = sorted({f.result(timeout=60) for f in [executor.submit(os.getpid) for _ in range(limit())]})
-        except Exception as exc:  # noqa: BLE001 - any failure leaves the work in threads, as before
-            log.error("CPU worker processes did not start (%s); CPU-heavy work runs in threads", exc)
-            executor.shutdown(wait=False, cancel_futures=True)
-            _remove(spill_dir)
-            return
-        with _lock:
-            _processes, _spill_dir = executor, spill_dir
-    log.info("CPU worker processes %s; large payloads cross through %s", ", ".join(map(str, pids)),
-             spill_dir or "the pool's pipes (no temporary directory)")
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        except BrokenProcessPool:
+            self._replace(executor)
+            raise
 
+    def start(self) -> None:
+        """Start the worker processes (blocking, about half a second per worker: run it in a thread).
+        Until they are up, and if they cannot start, run_process uses the thread pool. Idempotent."""
+        global _spill_dir
+        with self._starting:
+            if self._processes is not None:
+                return
+            spill_dir = _make_spill_dir()
+            executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_worker_init, initargs=(spill_dir,))
+            try:
+                # Each submit spawns a worker until there are enough: all of them now, not on the loop later.
+                pids = sorted({f.result(timeout=60) for f in [executor.submit(os.getpid) for _ in range(self.workers)]})
+            except Exception as exc:  # noqa: BLE001 - any failure leaves the work in threads, as before
+                log.error("CPU worker processes did not start (%s); CPU-heavy work runs in threads", exc)
+                executor.shutdown(wait=False, cancel_futures=True)
+                _remove(spill_dir)
+                return
+            with self._lock:
+                self._processes, self._spill_dir = executor, spill_dir
+                _spill_dir = spill_dir
+        log.info("CPU worker processes %s; large payloads cross through %s", ", ".join(map(str, pids)),
+                 spill_dir or "the pool's pipes (no temporary directory)")
 
-def shutdown() -> None:
-    """Stop the worker processes (blocking; waits for a start() and for calls in progress). Idempotent."""
-    global _processes, _spill_dir
-    with _starting, _lock:
-        executor, _processes = _processes, None
-        spill_dir, _spill_dir = _spill_dir, None
-    if executor is not None:
-        executor.shutdown(wait=True, cancel_futures=True)
-    _remove(spill_dir)
-
-
-def _replace(broken: ProcessPoolExecutor) -> None:
-    """A worker died: its pool is broken for good. Drop it and start another in the background."""
-    global _processes, _spill_dir
-    with _lock:
-        if _processes is not broken:
-            return
-        _processes = None
-        spill_dir, _spill_dir = _spill_dir, None
-    log.error("a CPU worker process died; starting new ones")
-    broken.shutdown(wait=False, cancel_futures=True)
-
-    def restart() -> None:
+    def shutdown(self) -> None:
+        """Stop the worker processes (blocking; waits for a start() and for calls in progress). Idempotent."""
+        with self._starting, self._lock:
+            executor, self._processes = self._processes, None
+            spill_dir = self._forget_spill_dir()
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
         _remove(spill_dir)
-        start()
-    threading.Thread(target=restart, name="cpu-restart", daemon=True).start()
+        self._threads.shutdown(wait=False)
+
+    def _forget_spill_dir(self) -> str | None:
+        global _spill_dir
+        spill_dir, self._spill_dir = self._spill_dir, None
+        if _spill_dir == spill_dir:
+            _spill_dir = None
+        return spill_dir
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """A worker died: its pool is broken for good. Drop it and start another in the background."""
+        with self._lock:
+            if self._processes is not broken:
+                return
+            self._processes = None
+            spill_dir = self._forget_spill_dir()
+        log.error("a CPU worker process died; starting new ones")
+        broken.shutdown(wait=False, cancel_futures=True)
+
+        def restart() -> None:
+            _remove(spill_dir)
+            self.start()
+        threading.Thread(target=restart, name="cpu-restart", daemon=True).start()
 
 
 def _worker_init(spill_dir: str | None) -> None:

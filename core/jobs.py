@@ -3,7 +3,17 @@
 A job waits for its turn twice: in its conversation's lane (turns of one thread run one at a
 time, in arrival order) and for one of MAX_CONCURRENT_JOBS slots (showing its queue position).
 Then it builds the request from the stored conversation, calls the providers, stores the answer
-and the job's outcome in one transaction, and turns its status message into the result.
+and the job's outcome in one transaction, and hands the result to its Delivery (core/delivery.py).
+
+Starting a job has one shape everywhere:
+
+    async with runner.place(lane_key) as ticket:       # a place in the lane, before any await
+        ...check the input...                           # raising here gives the place back
+        await runner.admit(ticket, member, guild_id, kind, options)   # limits and quota (LimitError)
+        await runner.submit(ticket, spec, delivery)     # the job owns the reservation from here
+
+Leaving the block without `submit` (an error, a refusal, a return) releases the place and the
+reserved quota.
 """
 from __future__ import annotations
 
@@ -11,22 +21,18 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
-
-import discord
+from typing import Any
 
 from providers.errors import NoImageError, ProviderError, RefusedError
 from providers.models import GenerationRequest, ImageData, Turn
-from storage import Conversation, JobRecord
+from store import Conversation, JobRecord, Store
 
-from . import render
-from .buttons import cancel_view, result_view
-from .quota import LimitError, QuotaKeeper, Reservation
-from .replies import Reply
-
-if TYPE_CHECKING:
-    from bot import ImageBot
+from .config import Config
+from .delivery import Delivery, DeliveryForbidden, Member
+from core.quota import LimitError, QuotaKeeper, Reservation
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +60,7 @@ class JobSpec:
     conversation's latest turn at the moment the job starts (so queued thread turns chain)."""
 
     kind: str  # imagine, edit, turn, reroll, vary, upscale, context
-    user: discord.abc.User
+    user: Member
     guild_id: int | None
     prompt: str
     images: tuple[ImageData, ...] = ()
@@ -76,6 +82,7 @@ class Ticket:
         self._done = loop.create_future()
         self._posted = loop.create_future()
         self.reservation: Reservation | None = None  # the member's quota, until a job takes it
+        self.job: Job | None = None
 
     async def wait_to_post(self) -> None:
         if self._previous is not None:
@@ -104,7 +111,7 @@ class Ticket:
 class Job:
     id: str
     spec: JobSpec
-    reply: Reply
+    delivery: Delivery
     started: float = 0.0
     state: str = "lane"  # lane (waiting for the previous turn), queued (for a slot), running
     task: asyncio.Task | None = None
@@ -115,55 +122,59 @@ class Job:
 
 
 class JobRunner:
-    def __init__(self, bot: ImageBot) -> None:
-        self.bot = bot
-        self.settings = bot.settings
-        self._slots = asyncio.Semaphore(self.settings.max_concurrent_jobs)
+    def __init__(self, *, store: Store, providers: Any, quota: QuotaKeeper, config: Config) -> None:
+        self.store, self.providers, self.quota, self.config = store, providers, quota, config
+        self._slots = asyncio.Semaphore(config.max_concurrent_jobs)
         self._lanes: dict[object, Ticket] = {}  # lane key -> its newest ticket
         self._waiting: list[Job] = []  # jobs waiting for a slot, in order
         self.jobs: dict[str, Job] = {}  # jobs not yet finished
         self.accepting = True
-        self.quota = QuotaKeeper(bot)
 
-    # -- admission -------------------------------------------------------------------------------
+    # -- starting a job ------------------------------------------------------------------------
 
-    def reserve(self, key: object | None) -> Ticket:
-        """Take a place in a lane now, before any await, so arrival order is kept."""
+    @asynccontextmanager
+    async def place(self, key: object | None) -> AsyncIterator[Ticket]:
+        """A place in a lane (None: a lane of its own), taken before the first await so arrival
+        order is kept; given back with its quota unless a job was submitted on it."""
         key = key if key is not None else object()
         ticket = Ticket(self, key, self._lanes.get(key))
         self._lanes[key] = ticket
-        return ticket
+        try:
+            yield ticket
+        finally:
+            if ticket.job is None:
+                ticket.release()
 
-    async def admit(self, user: discord.abc.User, guild_id: int | None, kind: str, options: Options,
-                    ticket: Ticket) -> Reservation:
+    async def admit(self, ticket: Ticket, user: Member, guild_id: int | None, kind: str,
+                    options: Options) -> Reservation:
         """Check the member's limits and reserve their quota atomically; raises LimitError with the
-        reason and when it resets. The ticket holds the reservation until `submit` hands it to the
-        job; releasing the ticket first gives it back."""
+        reason and when it resets. The ticket holds the reservation until `submit`."""
         if not self.accepting:
             raise LimitError("The bot is restarting; try again in a minute.")
         ticket.reservation = await self.quota.admit(user, guild_id, kind, options)
         return ticket.reservation
 
-    async def submit(self, spec: JobSpec, reply: Reply, ticket: Ticket) -> Job:
+    async def submit(self, ticket: Ticket, spec: JobSpec, delivery: Delivery) -> Job:
         """Store the job and its request, show the queued status, and start it in the background."""
-        storage = self.bot.storage
+        store = self.store
         conv = spec.conversation
         if conv is None:
-            conv = await storage.create_conversation(owner_id=spec.user.id, guild_id=spec.guild_id,
-                                                     channel_id=_conversation_channel(reply.channel))
+            conv = await store.create_conversation(owner_id=spec.user.id, guild_id=spec.guild_id,
+                                                   channel_id=delivery.conversation_channel_id)
             # Later turns in the thread reuse this job's shape, resolution and provider.
-            await storage.update_settings(conv.id, {k: v for k, v in spec.options.to_dict().items() if k != "count"})
+            await store.update_options(conv.id, {k: v for k, v in spec.options.to_dict().items() if k != "count"})
             spec = replace(spec, conversation=conv, parent=None)
-        user_turn = await storage.add_turn(conversation_id=conv.id, parent_id=None, role="user",
-                                           text=spec.prompt, images=spec.images)
-        job = Job(id=secrets.token_hex(6), spec=spec, reply=reply)
-        await storage.create_job(JobRecord(
+        user_turn = await store.add_turn(conversation_id=conv.id, parent_id=None, role="user",
+                                         text=spec.prompt, images=spec.images)
+        job = Job(id=secrets.token_hex(6), spec=spec, delivery=delivery)
+        await store.create_job(JobRecord(
             id=job.id, kind=spec.kind, status="queued", user_id=spec.user.id, guild_id=spec.guild_id,
-            channel_id=getattr(reply.channel, "id", None), message_id=None, conversation_id=conv.id,
+            channel_id=delivery.channel_id, message_id=None, conversation_id=conv.id,
             user_turn_id=user_turn, model_turn_id=None,
             options={**spec.options.to_dict(), "prompt": spec.prompt}))
         self.jobs[job.id] = job
         job.reservation, ticket.reservation = ticket.reservation, None
+        ticket.job = job
         job.task = asyncio.create_task(self._run(job, user_turn, ticket), name=f"job-{job.id}")
         return job
 
@@ -180,7 +191,6 @@ class JobRunner:
     # -- running -------------------------------------------------------------------------------
 
     async def _run(self, job: Job, user_turn: int, ticket: Ticket) -> None:
-        storage = self.bot.storage
         status_task = asyncio.create_task(self._show_status(job, ticket))
         outcome = "failed"  # for the usage record, unless the job was charged
         try:
@@ -193,7 +203,7 @@ class JobRunner:
                 self._waiting.remove(job)
             try:
                 job.state, job.started = "running", time.monotonic()
-                await storage.update_job(job.id, status="running")
+                await self.store.update_job(job.id, status="running")
                 await self._generate(job, user_turn)
             finally:
                 self._slots.release()
@@ -202,9 +212,8 @@ class JobRunner:
             if not self.accepting:
                 raise  # shutting down: _interrupt records it and tells the member
             await self._finish_failed(job, "cancelled", "Cancelled.")
-        except discord.Forbidden as exc:
-            log.warning("job %s: missing permission in channel %s (%s)", job.id, getattr(job.reply.channel, "id", None),
-                        exc.code)
+        except DeliveryForbidden:
+            log.warning("job %s: missing permission in channel %s", job.id, job.delivery.channel_id)
             await self._finish_failed(job, "failed", "The bot is not allowed to post images here (it needs the "
                                       "Send Messages and Attach Files permissions); ask a server admin.")
         except ProviderError as exc:
@@ -213,7 +222,7 @@ class JobRunner:
             # A refusal is final (the same request would be refused again); an empty answer that
             # gives no reason is worth another try.
             retry = not isinstance(exc, RefusedError) or (isinstance(exc, NoImageError) and not exc.model_text)
-            await self._finish_failed(job, "failed", _failure_text(exc), retry=retry)
+            await self._finish_failed(job, "failed", exc.user_message, retry=retry)
         except Exception:
             log.exception("job %s crashed", job.id)
             await self._finish_failed(job, "failed", "Something went wrong on the bot's side; the error was logged.",
@@ -225,84 +234,50 @@ class JobRunner:
             self.jobs.pop(job.id, None)
 
     async def _generate(self, job: Job, user_turn: int) -> None:
-        storage, spec, settings = self.bot.storage, job.spec, self.settings
-        conv = await storage.conversation(spec.conversation.id) or spec.conversation
+        store, spec = self.store, job.spec
+        conv = await store.conversation(spec.conversation.id) or spec.conversation
         parent = conv.head_turn_id if spec.parent == "head" else spec.parent
-        await storage.set_turn_parent(user_turn, parent)
-        history = await storage.history(parent, settings.history_turns)
+        await store.set_turn_parent(user_turn, parent)
+        history = await store.history(parent, self.config.history_turns)
         request = GenerationRequest(
             prompt=spec.prompt, images=spec.images,
             history=tuple(Turn(t.role, t.text, t.images, t.provider_state) for t in history),
             aspect_ratio=spec.options.aspect_ratio, resolution=spec.options.resolution,
             count=spec.options.count)
-        result = await self.bot.providers.generate(request, provider=spec.options.provider)
+        result = await self.providers.generate(request, provider=spec.options.provider)
         log.info("job %s: %s/%s answered %d image(s), %d bytes, in %.2f s", job.id, result.provider,
                  result.model, len(result.images), sum(len(i.data) for i in result.images), result.seconds)
-        model_turn = await storage.finish_job_with_turn(
+        model_turn = await store.finish_job_with_turn(
             job.id, conversation_id=conv.id, parent_id=user_turn, text=result.text, images=result.images,
             provider_state=result.provider_state, provider=result.provider, model=result.model, make_head=True)
         await self.quota.charge(job, result)
-        message = await self._deliver(job, result)
-        await storage.set_turn_message(model_turn, message.id)
-        await storage.update_job(job.id, message_id=message.id)
-        await self._open_thread(conv, job, message)
+        async with job.lock:
+            job.final = True
+            message_id = await job.delivery.result(job.id, spec.prompt, spec.options.resolution, result,
+                                                   time.monotonic() - job.started)
+        await store.set_turn_message(model_turn, message_id)
+        await store.update_job(job.id, message_id=message_id)
+        await self._open_thread(conv, job, message_id)
 
-    async def _deliver(self, job: Job, result) -> discord.Message:
-        """Post the result; if Discord still finds a file too large, re-encode smaller and try again."""
-        spec, limit = job.spec, job.reply.upload_limit
-        for attempt in range(3):
-            files, notes = await render.prepare(result.images, spec.prompt, limit)
-            if result.attempts:
-                notes.append(f"{', '.join(result.attempts)} failed, so {result.provider} answered instead.")
-            content = render.caption(prompt=spec.prompt, model=result.model, provider=result.provider,
-                                     resolution=spec.options.resolution, seconds=time.monotonic() - job.started,
-                                     model_text=result.text, notes=notes, author_mention=spec.user.mention)
-            try:
-                async with job.lock:
-                    job.final = True
-                    return await job.reply.deliver(content, files, result_view(job.id))
-            except discord.HTTPException as exc:
-                if (exc.status != 413 and exc.code != 40005) or attempt == 2:
-                    raise
-                log.info("job %s: Discord refused %d bytes of files; re-encoding under %d", job.id,
-                         sum(len(f.data) for f in files), limit // 2)
-                limit //= 2
-
-    async def _open_thread(self, conv: Conversation, job: Job, message: discord.Message) -> None:
+    async def _open_thread(self, conv: Conversation, job: Job, message_id: int) -> None:
         """A result in a regular channel starts a thread where the conversation goes on."""
-        channel = job.reply.channel
-        if conv.channel_id is not None or not self.settings.threads or not isinstance(channel, discord.TextChannel):
+        if conv.channel_id is not None or not self.config.threads or not job.delivery.can_open_thread:
             return
         # A thread started on a message takes that message's id: claim it before the thread exists,
         # so a member's first message in the new thread already finds its conversation.
-        await self.bot.storage.attach_channel(conv.id, message.id)
-        try:
-            thread = await channel.create_thread(name=render._trim(job.spec.prompt, 90) or "Image",
-                                                 message=message, auto_archive_duration=1440)
-        except discord.HTTPException as exc:
-            log.warning("could not start a thread on %s: %s", message.id, exc.status)
-            await self.bot.storage.attach_channel(conv.id, None)
-            why = "the bot may not create threads here" if exc.status == 403 else "Discord refused it"
-            try:
-                await job.reply.notice(f"I could not start a thread for this image ({why}); use the buttons "
-                                       "or reply with /edit to keep refining it.")
-            except discord.HTTPException:
-                pass
-        else:
-            self.bot.dispatch("conversation_thread", thread, conv.id)  # cogs.preferences posts its settings card
+        await self.store.attach_channel(conv.id, message_id)
+        if not await job.delivery.open_thread(job.spec.prompt, message_id, conv.id):
+            await self.store.attach_channel(conv.id, None)
 
     async def _finish_failed(self, job: Job, status: str, text: str, *, retry: bool = False) -> None:
         try:
-            await self.bot.storage.update_job(job.id, status=status, error=text)
+            await self.store.update_job(job.id, status=status, error=text)
         except Exception:
             log.exception("could not record the outcome of job %s", job.id)
-        try:
-            async with job.lock:
-                job.final = True
-                await job.reply.fail(f"{job.spec.user.mention} {text}" if status != "cancelled" else text,
-                                     result_view(job.id, failed=True) if retry else None)
-        except discord.HTTPException as exc:
-            log.warning("could not tell the member about job %s: %s", job.id, exc.status)
+        async with job.lock:
+            job.final = True
+            await job.delivery.failure(job.id, f"{job.spec.user.mention} {text}" if status != "cancelled" else text,
+                                       retry=retry)
 
     async def _show_status(self, job: Job, ticket: Ticket) -> None:
         """Keep the status line fresh: queue position while waiting, elapsed time while running."""
@@ -319,14 +294,18 @@ class JobRunner:
                 if job.final:
                     return
                 try:
-                    await job.reply.status(text, cancel_view(job.id))
-                except discord.HTTPException as exc:
-                    log.debug("status update for %s failed: %s", job.id, exc.status)
+                    await job.delivery.status(text, job.id)
                 finally:
                     ticket.posted()
-            await asyncio.sleep(self.settings.status_interval)
+            await asyncio.sleep(self.config.status_interval)
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    async def recover(self) -> list[JobRecord]:
+        """At start: reservations and jobs a stopped process left behind charge nothing and are
+        marked interrupted; returns those jobs so their members can be told."""
+        await self.store.release_stale_reservations()
+        return await self.store.mark_active_jobs("interrupted", "The bot stopped while this job ran.")
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, give running jobs `grace` seconds, then interrupt the rest and tell their members."""
@@ -345,21 +324,7 @@ class JobRunner:
         if job.task and not job.task.done():
             job.task.cancel()
             await asyncio.gather(job.task, return_exceptions=True)
-        await self.bot.storage.update_job(job.id, status="interrupted", error="The bot restarted.")
-        try:
-            job.final = True
-            await job.reply.fail(f"{job.spec.user.mention} The bot is restarting, so this job was stopped. "
-                                 "Press Reroll to run it again.", result_view(job.id, failed=True))
-        except discord.HTTPException:
-            pass
-
-
-def _conversation_channel(channel) -> int | None:
-    """A DM is one conversation by itself (a bot thread's conversation is found before submitting)."""
-    if isinstance(channel, discord.DMChannel):
-        return channel.id
-    return None
-
-
-def _failure_text(exc: ProviderError) -> str:
-    return exc.user_message
+        await self.store.update_job(job.id, status="interrupted", error="The bot restarted.")
+        job.final = True
+        await job.delivery.failure(job.id, f"{job.spec.user.mention} The bot is restarting, so this job was "
+                                   "stopped. Press Reroll to run it again.", retry=True)

@@ -1,7 +1,7 @@
 """Admission and accounting for generations.
 
 `QuotaKeeper.admit` checks a member's load (jobs at once, cooldown) in memory and their quotas (daily
-images, monthly budget; the server's too) in one SQLite transaction that also reserves the request's
+images, monthly budget; the server's too) in one store transaction that also reserves the request's
 images and estimated cost, so two requests at once cannot both take the last unit. A job then
 `charge`s its reservation with the real cost, or `settle`s it uncharged when it failed, was refused,
 cancelled or never started. Over a limit, `LimitError` carries a sentence saying which limit and
@@ -13,16 +13,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from limits import FIELDS, Limits, Periods, effective_limits, periods
-from pricing import money
-from storage_usage import QuotaCheck, QuotaExceeded, QuotaUse, UsageEntry
+from store import QuotaCheck, QuotaExceeded, QuotaUse, Store, UsageEntry
 
-from .inputs import InputError
-
-if TYPE_CHECKING:
-    from bot import ImageBot
+from .config import Config
+from .errors import InputError
+from .limits import FIELDS, Limits, Periods, effective_limits, periods
+from .prices import money
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +70,8 @@ def typed_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 class QuotaKeeper:
-    def __init__(self, bot: ImageBot) -> None:
-        self.bot = bot
+    def __init__(self, *, store: Store, config: Config, providers: Any) -> None:
+        self.store, self.config, self.providers = store, config, providers
         self._active: dict[int, int] = {}  # member -> admitted jobs not yet finished, in this process
         self._last_admitted: dict[int, float] = {}  # member -> monotonic time of the last admission
         self._tasks: set[asyncio.Task] = set()
@@ -82,37 +80,37 @@ class QuotaKeeper:
 
     async def limits_for(self, user, guild_id: int | None) -> Limits:
         """The member's limits in a server: .env defaults, server overrides, then role overrides."""
-        settings = self.bot.settings
-        overrides = await self.bot.storage.limit_overrides(guild_id) if guild_id else {}
+        config = self.config
+        overrides = await self.store.limit_overrides(guild_id) if guild_id else {}
         roles = []
         for role in getattr(user, "roles", []) if guild_id else []:
             server_role = typed_overrides(overrides.get(f"role:{role.id}", {}))
-            merged = {**settings.role_limits.get(role.id, {}), **server_role}
+            merged = {**config.role_limits.get(role.id, {}), **server_role}
             if merged:
                 roles.append(merged)
-        return effective_limits(settings.default_limits, typed_overrides(overrides.get("guild", {})), roles)
+        return effective_limits(config.default_limits, typed_overrides(overrides.get("guild", {})), roles)
 
     def window(self) -> Periods:
         """Today and this month in LIMITS_TIMEZONE."""
-        return periods(time.time(), self.bot.settings.limits_timezone)
+        return periods(time.time(), self.config.limits_timezone)
 
     async def status(self, user, guild_id: int | None) -> QuotaStatus:
-        storage, guild = self.bot.storage, guild_id or 0
+        store, guild = self.store, guild_id or 0
         limits = await self.limits_for(user, guild_id)
         now = self.window()
         return QuotaStatus(
             limits, now,
-            await storage.quota_use(guild, user.id, now.day_start),
-            await storage.quota_use(guild, user.id, now.month_start),
-            await storage.quota_use(guild, None, now.day_start) if guild else None,
-            await storage.quota_use(guild, None, now.month_start) if guild else None)
+            await store.quota_use(guild, user.id, now.day_start),
+            await store.quota_use(guild, user.id, now.month_start),
+            await store.quota_use(guild, None, now.day_start) if guild else None,
+            await store.quota_use(guild, None, now.month_start) if guild else None)
 
     def price_for(self, provider: str | None, resolution: str | None) -> tuple[str, str, float]:
         """(provider, model, price per image) for a request's provider choice (None: the default)."""
-        router = self.bot.providers
+        router = self.providers
         name = provider if provider in router.names else router.names[0]
         model = router.get(name).config.model
-        return name, model, self.bot.settings.prices.per_image(name, model, resolution)
+        return name, model, self.config.prices.per_image(name, model, resolution)
 
     # -- admission -----------------------------------------------------------------------------
 
@@ -127,11 +125,11 @@ class QuotaKeeper:
         previous = self._last_admitted.get(user.id)
         self._last_admitted[user.id] = time.monotonic()
         try:
-            provider, model, price = self.price_for(options.provider, options.resolution)
+            provider, model, _price = self.price_for(options.provider, options.resolution)
             images = max(1, int(options.count or 1))
-            estimate = round(price * images, 6)
+            estimate = self.config.prices.estimate(provider, model, options.resolution, images)
             window = self.window()
-            usage_id = await self.bot.storage.reserve_usage(
+            usage_id = await self.store.reserve_usage(
                 UsageEntry(guild, user.id, kind, provider, model, options.resolution, images, estimate,
                            conversation_id), self._checks(limits, guild, user.id, window))
         except BaseException as exc:
@@ -183,18 +181,18 @@ class QuotaKeeper:
     async def _charge(self, job, result) -> None:
         spec, reservation = job.spec, getattr(job, "reservation", None)
         resolution = spec.options.resolution
-        cost = self.bot.settings.prices.cost(result.provider, result.model, resolution, len(result.images),
+        cost = self.config.prices.cost(result.provider, result.model, resolution, len(result.images),
                                              result.usage)
-        storage = self.bot.storage
+        store = self.store
         conversation_id = spec.conversation.id if spec.conversation else None
         if reservation is None:  # started without admission: still recorded
-            usage_id = await storage.reserve_usage(UsageEntry(
+            usage_id = await store.reserve_usage(UsageEntry(
                 spec.guild_id or 0, spec.user.id, spec.kind, result.provider, result.model, resolution,
                 len(result.images), cost, conversation_id))
         else:
             usage_id, reservation.charged = reservation.usage_id, True
         usage = result.usage or {}
-        await storage.charge_usage(
+        await store.charge_usage(
             usage_id, job_id=job.id, provider=result.provider, model=result.model, resolution=resolution,
             images=len(result.images), cost=cost, input_tokens=_tokens(usage.get("input_tokens")),
             output_tokens=_tokens(usage.get("output_tokens")), conversation_id=conversation_id)
@@ -214,7 +212,7 @@ class QuotaKeeper:
 
     async def _release(self, reservation: Reservation, status: str, job_id: str | None) -> None:
         try:
-            await self.bot.storage.release_usage(reservation.usage_id, status, job_id=job_id)
+            await self.store.release_usage(reservation.usage_id, status, job_id=job_id)
         except Exception:
             log.exception("could not release usage reservation %s", reservation.usage_id)
 

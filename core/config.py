@@ -1,6 +1,6 @@
-"""Settings for the bot, read once from the environment (python-dotenv fills it from `.env`).
+"""Configuration of the bot, read once from the environment (python-dotenv fills it from `.env`).
 
-`Settings.from_env` is the only reader of os.environ for the bot; provider variables are parsed by
+`Config.from_env` is the only reader of os.environ for the bot; provider variables are parsed by
 `providers.presets`. Every problem is reported as one line naming the variable.
 """
 from __future__ import annotations
@@ -9,16 +9,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from limits import FIELDS, Limits, load_role_limits
-from pricing import PriceTable, load_price_table
+from core.limits import FIELDS, Limits, load_role_limits
+from core.prices import PriceTable, load_price_table
 from providers.base import ProviderConfig
+from providers.env import parse_bool, parse_int, parse_seconds
 from providers.errors import ConfigError
 
 DISCORD_ATTACHMENT_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
 
 
 @dataclass(frozen=True)
-class Settings:
+class Config:
     discord_token: str
     providers: list[ProviderConfig]
     data_dir: Path = Path("data")
@@ -58,7 +59,7 @@ class Settings:
     lag_probe_file: str | None = None  # with lag_probe: append every stall of 1 ms or more here
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Settings:
+    def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Config:
         from providers.presets import load_provider_configs, provider_names
 
         problems: list[str] = []
@@ -129,43 +130,24 @@ class _Reader:
     def _raw(self, name: str) -> str:
         return self.env.get(name, "").strip()
 
-    def int(self, name: str, default, *, minimum: int | None = None):
+    def _parse(self, name: str, default, parse):
         raw = self._raw(name)
         if not raw:
             return default
         try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name} must be a whole number, got {raw!r}")
+            return parse(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name} {exc}, got {raw!r}")
             return default
-        if minimum is not None and value < minimum:
-            self.problems.append(f"{name} must be at least {minimum}, got {value}")
-            return default
-        return value
+
+    def int(self, name: str, default, *, minimum: int | None = None):
+        return self._parse(name, default, lambda raw: parse_int(raw, minimum))
 
     def float(self, name: str, default: float) -> float:
-        raw = self._raw(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-            if value < 0:
-                raise ValueError
-            return value
-        except ValueError:
-            self.problems.append(f"{name} must be a non-negative number, got {raw!r}")
-            return default
+        return self._parse(name, default, lambda raw: parse_seconds(raw, allow_zero=True))
 
     def bool(self, name: str, default: bool) -> bool:
-        raw = self._raw(name).lower()
-        if not raw:
-            return default
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
-        self.problems.append(f"{name} must be true or false, got {raw!r}")
-        return default
+        return self._parse(name, default, parse_bool)
 
     def limit(self, field_name: str):
         """An optional limit (see limits.FIELDS): unset or "unlimited" is None."""

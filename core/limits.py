@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from .prices import money
+
 UNLIMITED_WORDS = ("unlimited", "none", "off", "no limit")
 
 
@@ -52,8 +54,6 @@ class LimitField:
         return round(value, 6)
 
     def show(self, value: float | int | None) -> str:
-        from pricing import money
-
         if value is None:
             return "unlimited"
         if self.kind == "money":

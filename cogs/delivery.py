@@ -1,0 +1,86 @@
+"""Results to Discord: the job pipeline's Delivery (core/delivery.py) over a Reply (an interaction's
+response, or a message in a channel or thread), with captions, files that fit, buttons and threads."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from core.delivery import DeliveryForbidden
+from providers.models import GenerationResult
+
+from . import render
+from .views import cancel_view, result_view
+from .replies import Reply
+
+if TYPE_CHECKING:
+    from bot import ImageBot
+
+log = logging.getLogger(__name__)
+
+
+class DiscordDelivery:
+    def __init__(self, bot: ImageBot, reply: Reply, mention: str) -> None:
+        self.bot, self.reply, self.mention = bot, reply, mention
+        channel = reply.channel
+        self.channel_id = getattr(channel, "id", None)
+        # A DM is one conversation by itself (a bot thread's conversation is found before submitting).
+        self.conversation_channel_id = channel.id if isinstance(channel, discord.DMChannel) else None
+        self.can_open_thread = isinstance(channel, discord.TextChannel)
+        self._message: discord.Message | None = None
+
+    async def status(self, text: str, job_id: str) -> None:
+        try:
+            await self.reply.status(text, cancel_view(job_id))
+        except discord.HTTPException as exc:
+            log.debug("status update for %s failed: %s", job_id, exc.status)
+
+    async def result(self, job_id: str, prompt: str, resolution: str | None, result: GenerationResult,
+                     seconds: float) -> int:
+        """Post the result; if Discord still finds a file too large, re-encode smaller and try again."""
+        limit = self.reply.upload_limit
+        for attempt in range(3):
+            files, notes = await render.prepare(self.bot.cpu, result.images, prompt, limit)
+            if result.attempts:
+                notes.append(f"{', '.join(result.attempts)} failed, so {result.provider} answered instead.")
+            content = render.caption(prompt=prompt, model=result.model, provider=result.provider,
+                                     resolution=resolution, seconds=seconds, model_text=result.text, notes=notes,
+                                     author_mention=self.mention)
+            try:
+                self._message = await self.reply.deliver(content, files, result_view(job_id))
+                return self._message.id
+            except discord.Forbidden as exc:
+                log.warning("job %s: Discord refused the post (%s)", job_id, exc.code)
+                raise DeliveryForbidden() from exc
+            except discord.HTTPException as exc:
+                if (exc.status != 413 and exc.code != 40005) or attempt == 2:
+                    raise
+                log.info("job %s: Discord refused %d bytes of files; re-encoding under %d", job_id,
+                         sum(len(f.data) for f in files), limit // 2)
+                limit //= 2
+        raise AssertionError("unreachable")
+
+    async def failure(self, job_id: str, text: str, *, retry: bool) -> None:
+        try:
+            await self.reply.fail(text, result_view(job_id, failed=True) if retry else None)
+        except discord.HTTPException as exc:
+            log.warning("could not tell the member about job %s: %s", job_id, exc.status)
+
+    async def open_thread(self, name: str, message_id: int, conversation_id: int) -> bool:
+        channel, message = self.reply.channel, self._message
+        try:
+            thread = await channel.create_thread(name=render.trim(name, 90) or "Image",
+                                                 message=message or discord.Object(message_id),
+                                                 auto_archive_duration=1440)
+        except discord.HTTPException as exc:
+            log.warning("could not start a thread on %s: %s", message_id, exc.status)
+            why = "the bot may not create threads here" if exc.status == 403 else "Discord refused it"
+            try:
+                await self.reply.notice(f"I could not start a thread for this image ({why}); use the buttons "
+                                        "or reply with /edit to keep refining it.")
+            except discord.HTTPException:
+                pass
+            return False
+        self.bot.dispatch("conversation_thread", thread, conversation_id)  # cogs.preferences posts its card
+        return True

@@ -1,0 +1,38 @@
+"""What the job pipeline needs from wherever its results go (cogs/delivery.py for Discord): a small
+interface, so core/ never touches discord.py and a worker process can post through REST alike."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from providers.models import GenerationResult
+
+
+class DeliveryForbidden(Exception):
+    """The bot may not post the result there (missing Send Messages / Attach Files)."""
+
+
+class Member(Protocol):
+    """Who asked: a Discord user or member (roles are read when present, for role limits)."""
+
+    id: int
+    mention: str
+
+
+class Delivery(Protocol):
+    channel_id: int | None  # where the job was asked
+    conversation_channel_id: int | None  # set when that channel is itself a conversation (a DM)
+    can_open_thread: bool  # a regular channel, where a result starts a thread
+
+    async def status(self, text: str, job_id: str) -> None:
+        """Show progress with a Cancel button; failures are logged, never raised."""
+
+    async def result(self, job_id: str, prompt: str, resolution: str | None, result: GenerationResult,
+                     seconds: float) -> int:
+        """Post the images with their caption and buttons; returns the message id. Raises
+        DeliveryForbidden when the bot may not post there."""
+
+    async def failure(self, job_id: str, text: str, *, retry: bool) -> None:
+        """Turn the status into an error (with a Reroll button when `retry`); never raises."""
+
+    async def open_thread(self, name: str, message_id: int, conversation_id: int) -> bool:
+        """Start a thread on the result message; False (the member told why) when Discord refuses."""
