@@ -22,8 +22,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from .driver import Row
 
 OPEN_TIMEOUT_S = 30.0
-# Quoted literals and identifiers are copied as they are; outside them `?` is a placeholder.
-_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?|%")
+# Quoted literals, quoted identifiers and comments are copied as they are (their `%` doubled);
+# outside them `?` is a placeholder.
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/|\?|%", re.DOTALL)
 
 
 @lru_cache(maxsize=1024)

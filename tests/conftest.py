@@ -90,3 +90,12 @@ def pg_database(pg_url, request):
         yield url
     finally:
         drop_database(pg_url, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request, tmp_path):
+    """Where a store test keeps its data, once per backend: the arguments of `store.open_store`,
+    a SQLite file or a fresh database on the session's PostgreSQL server. Open it with
+    `await open_store(*store_at)`, as often as the test needs (reopens see the same data)."""
+    url = request.getfixturevalue("pg_database") if request.param == "postgresql" else None
+    return tmp_path / "db.sqlite3", url

@@ -35,6 +35,9 @@ def test_placeholders_become_psycopg_ones_and_percent_signs_are_escaped():
         "SELECT a FROM t WHERE b = %s AND c LIKE 'x%%' AND d = %s")
     # A question mark inside a literal or a quoted identifier is text, not a placeholder.
     assert translate("""SELECT '?' AS "what?" , ?""") == """SELECT '?' AS "what?" , %s"""
+    # So is one in a comment, and an apostrophe there starts no literal.
+    assert translate("SELECT ? -- the member's? 5%\n, ? /* it's? */") == (
+        "SELECT %s -- the member's? 5%%\n, %s /* it's? */")
 
 
 async def test_placeholders_literals_and_percent_signs_reach_the_server_intact(driver):
