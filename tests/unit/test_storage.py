@@ -1,4 +1,5 @@
 """Storage: conversations, the turn tree, jobs, atomic writes and retention."""
+import asyncio
 import sqlite3
 
 import psycopg
@@ -97,3 +98,17 @@ async def test_prune_deletes_old_conversations_with_their_turns(storage):
     assert await storage.prune(older_than_days=-1) == 1
     assert await storage.conversation_for_channel(7) is None
     assert await storage.turn(turn) is None
+
+
+async def test_processes_starting_at_once_migrate_the_schema_once(store_at):
+    from store import schema
+
+    stores = await asyncio.gather(*(open_store(*store_at) for _ in range(4)))
+    try:
+        rows = await stores[0].driver.fetch_all("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == sorted(schema.MIGRATIONS)
+        conv = await stores[1].create_conversation(owner_id=1, guild_id=2, channel_id=3)
+        assert (await stores[3].conversation_for_channel(3)).id == conv.id
+    finally:
+        for store in stores:
+            await store.close()
