@@ -50,6 +50,13 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + host))
 
 
+async def _autocommit(connection: AsyncConnection) -> None:
+    """Single reads commit at once; transaction() opens explicit transactions. Set here rather
+    than in the pool's connect kwargs, which a job queue sharing the pool (procrastinate) reuses
+    for connections of its own that pass autocommit themselves."""
+    await connection.set_autocommit(True)
+
+
 class PostgresTransaction:
     """Statements on one connection inside one transaction (store/driver.py's Transaction)."""
 
@@ -92,8 +99,7 @@ class PostgresDriver:
         without the password, when the server does not answer within `timeout` seconds."""
         pool = AsyncConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, name="store",
-            # Autocommit: single reads commit at once; transaction() opens explicit ones.
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"row_factory": dict_row}, configure=_autocommit,
         )
         try:
             await pool.open(wait=True, timeout=timeout)
