@@ -150,6 +150,22 @@ async def test_a_shard_id_outside_the_count_is_closed_with_4010():
     assert bad.close_code == 4010
 
 
+async def test_a_guild_added_while_connected_is_created_on_its_shard_only(tmp_path):
+    async with Driver(settings=Settings(shard_count=2, max_concurrency=2), log_dir=tmp_path) as d:
+        async with RawShard(d.fake, [0, 2]) as zero, RawShard(d.fake, [1, 2]) as one:
+            for shard in (zero, one):
+                await shard.identify()
+                await shard.wait(lambda s=shard: s.events("READY"), "READY")
+            before = {n: len(s.events("GUILD_CREATE")) for n, s in ((0, zero), (1, one))}
+            east = d.add_guild("east", shard=(1, 2))
+            await one.wait(lambda: len(one.events("GUILD_CREATE")) > before[1], "east's GUILD_CREATE")
+            d.fake.user_message(d.dm("bob"), d.bob, "marker")  # a DM: shard 0, after any misrouted event
+            await zero.wait(lambda: zero.events("MESSAGE_CREATE"), "the DM marker")
+    assert one.events("GUILD_CREATE")[-1]["id"] == str(east)
+    assert [g["name"] for g in one.events("GUILD_CREATE")[before[1]:]] == ["east"]
+    assert len(zero.events("GUILD_CREATE")) == before[0]
+
+
 async def test_two_processes_each_serve_the_guilds_of_their_shard(tmp_path):
     """Two discord.py AutoShardedBot processes, shard 0 and shard 1 of 2: each answers in the guilds
     of its own shard only, DMs reach shard 0, and the second IDENTIFY waited for its turn."""
