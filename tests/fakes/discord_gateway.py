@@ -1,5 +1,12 @@
 """The Gateway websocket: HELLO, heartbeats, IDENTIFY -> READY + GUILD_CREATE, RESUME with replay,
-intent filtering, transport compression, and the test's handles to drop or hold the connection."""
+intent filtering, transport compression, and the test's handles to drop or hold the connection.
+
+Sharding as Discord does it: IDENTIFY may carry `shard: [shard_id, shard_count]` (default [0, 1]);
+a session gets the events of the guilds with `(guild_id >> 22) % shard_count == shard_id`, and DMs
+(no guild) go to shard 0. Sharded IDENTIFYs in one bucket (`shard_id % max_concurrency`) closer
+than `Settings.identify_interval` (5 s) get op 9 INVALID_SESSION; every IDENTIFY is recorded in
+`identify_log`. A new IDENTIFY for the same [shard_id, shard_count] ends the older session (the fake
+treats it as the same bot restarted, so a killed process's session does not keep receiving)."""
 from __future__ import annotations
 
 import asyncio
@@ -82,6 +89,16 @@ class Session:
     buffer: list[tuple[dict[str, Any], Callable[[], None] | None]] = field(default_factory=list)
     connection: Connection | None = None
     invalid: bool = False
+    shard: tuple[int, int] = (0, 1)
+
+
+@dataclass
+class IdentifyRecord:
+    """One IDENTIFY as the gateway judged it, on the fake's clock."""
+    at: float
+    shard: tuple[int, int] | None  # None: the IDENTIFY had no `shard` field
+    bucket: int
+    accepted: bool
 
 
 @dataclass
@@ -103,6 +120,8 @@ class Gateway:
         self.current: Session | None = None
         self.connections: list[ConnectionInfo] = []
         self.identifies = 0
+        self.identify_log: list[IdentifyRecord] = []
+        self._bucket_identified_at: dict[int, float] = {}
         self.resumes = 0
         self.presence: dict[str, Any] | None = None
         self._open = asyncio.Event()
@@ -136,21 +155,34 @@ class Gateway:
 
     # ---- dispatch ---------------------------------------------------------------------------------
 
-    def dispatch(self, event: str, data: dict[str, Any], on_sent: Callable[[], None] | None = None) -> bool:
-        """Queue a DISPATCH for the bot's session (buffered for RESUME). False if intents filter it out."""
-        session = self.current
-        if session is None or session.invalid:
+    def dispatch(self, event: str, data: dict[str, Any], on_sent: Callable[[], None] | None = None, *,
+                 session: Session | None = None) -> bool:
+        """Queue a DISPATCH for the sessions of the shard that owns the event's guild (or `session`),
+        buffered for RESUME. False if no session gets it (none live, or intents filter it out)."""
+        targets = [session] if session is not None else self.owners(event, data)
+        delivered = False
+        for target in targets:
+            filtered = self._filter(target, event, data)
+            if filtered is None:
+                continue
+            target.seq += 1
+            payload = {"op": 0, "t": event, "s": target.seq, "d": filtered}
+            target.buffer.append((payload, on_sent))
+            if target.connection is not None:
+                target.connection.send(payload, on_sent)
+            delivered = True
+        if not targets:
             log.debug("no session for %s; dropped", event)
-            return False
-        data = self._filter(session, event, data)
-        if data is None:
-            return False
-        session.seq += 1
-        payload = {"op": 0, "t": event, "s": session.seq, "d": data}
-        session.buffer.append((payload, on_sent))
-        if session.connection is not None:
-            session.connection.send(payload, on_sent)
-        return True
+        return delivered
+
+    def owners(self, event: str, data: dict[str, Any]) -> list[Session]:
+        """The live sessions whose shard receives this event."""
+        guild_id = data.get("guild_id")
+        if event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"):
+            guild_id = data.get("id")
+        guild_id = int(guild_id) if guild_id else None
+        return [s for s in self.sessions.values()
+                if not s.invalid and World.shard_of(guild_id, s.shard[1]) == s.shard[0]]
 
     def _filter(self, session: Session, event: str, data: dict[str, Any]) -> dict[str, Any] | None:
         intents, world = session.intents, self.world
@@ -239,25 +271,52 @@ class Gateway:
         if intents & Intents.PRIVILEGED & ~world.settings.privileged_intents:
             await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return
-        if self.current is not None:  # a new IDENTIFY replaces the old session (a restarted bot)
-            self.current.invalid = True
-        session = Session(id=secrets.token_hex(16), intents=intents, connection=conn)
+        shard = d.get("shard")
+        if shard is not None and not (isinstance(shard, list) and len(shard) == 2
+                                      and all(isinstance(n, int) for n in shard) and 0 <= shard[0] < shard[1]):
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        if not self._identify_allowed(shard):
+            info.kind = "identify-too-soon"
+            conn.send({"op": 9, "d": False, "s": None, "t": None})
+            world.notify()
+            return
+        shard_key = tuple(shard) if shard else (0, 1)
+        for old in self.sessions.values():  # the same shard identifying again: a restarted bot
+            if old.shard == shard_key:
+                old.invalid = True
+        session = Session(id=secrets.token_hex(16), intents=intents, connection=conn, shard=shard_key)
         self.sessions[session.id] = session
         self.current, conn.session, info.kind = session, session, "identify"
         self.identifies += 1
+        guild_ids = [g for g in world.guilds if World.shard_of(g, shard_key[1]) == shard_key[0]]
         ready = {
-            "v": 10, "user": world.me_payload(), "guilds": [{"id": str(world.guild_id), "unavailable": True}],
+            "v": 10, "user": world.me_payload(), "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
             "session_id": session.id, "session_type": "normal", "resume_gateway_url": self.resume_url,
             "application": {"id": str(world.application_id), "flags": world.application_payload()["flags"]},
             "private_channels": [], "relationships": [], "presences": [], "guild_join_requests": [],
             "geo_ordered_rtc_regions": ["fake"], "user_settings": {}, "auth": {},
             "_trace": ["[\"fake-gateway\"]"],
         }
-        if "shard" in d:
-            ready["shard"] = d["shard"]
-        self.dispatch("READY", ready)
-        self.dispatch("GUILD_CREATE", world.guild_create_payload(all_members=bool(intents & Intents.GUILD_MEMBERS)))
+        if shard is not None:
+            ready["shard"] = shard
+        self.dispatch("READY", ready, session=session)
+        for guild_id in guild_ids:
+            self.dispatch("GUILD_CREATE", world.guild_create_payload(
+                all_members=bool(intents & Intents.GUILD_MEMBERS), guild_id=guild_id), session=session)
         world.notify()
+
+    def _identify_allowed(self, shard: list[int] | None) -> bool:
+        """Discord's IDENTIFY rate limit per max_concurrency bucket; records every IDENTIFY."""
+        settings, now = self.world.settings, self.world.clock.now()
+        bucket = shard[0] % settings.max_concurrency if shard else 0
+        last = self._bucket_identified_at.get(bucket)
+        # Unsharded clients (one process, restarted by tests) are not held to the interval.
+        allowed = shard is None or last is None or now - last >= settings.identify_interval
+        if allowed:
+            self._bucket_identified_at[bucket] = now
+        self.identify_log.append(IdentifyRecord(now, tuple(shard) if shard else None, bucket, allowed))
+        return allowed
 
     async def _resume(self, conn: Connection, info: ConnectionInfo, d: dict[str, Any]) -> None:
         session = self.sessions.get(d.get("session_id") or "")
@@ -279,19 +338,20 @@ class Gateway:
             if payload["s"] > seq:
                 conn.send(payload, on_sent)
         self.resumes += 1
-        self.dispatch("RESUMED", {"_trace": ["[\"fake-gateway\"]"]})
+        self.dispatch("RESUMED", {"_trace": ["[\"fake-gateway\"]"]}, session=session)
         self.world.notify()
 
     def _request_members(self, d: dict[str, Any]) -> None:
         world = self.world
         wanted = {int(u) for u in d.get("user_ids") or []}
         query = (d.get("query") or "").lower()
-        members = [copy.deepcopy(m) for uid, m in world.members.items()
+        guild_id = int(d.get("guild_id") or world.guild_id)
+        members = [world.member_payload(uid, guild_id=guild_id) for uid, m in world.members.items()
                    if (not wanted or uid in wanted) and m["user"]["username"].lower().startswith(query)]
         limit = int(d.get("limit") or 0)
         if limit:
             members = members[:limit]
-        chunk = {"guild_id": str(world.guild_id), "members": members, "chunk_index": 0, "chunk_count": 1}
+        chunk = {"guild_id": str(guild_id), "members": members, "chunk_index": 0, "chunk_count": 1}
         if d.get("nonce"):
             chunk["nonce"] = d["nonce"]
         self.dispatch("GUILD_MEMBERS_CHUNK", chunk)

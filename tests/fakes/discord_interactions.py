@@ -123,7 +123,7 @@ class Interactions:
         world = self.world
         scopes = []
         if world.guild_of(channel_id):
-            scopes.append(world.guild_commands.get(world.guild_id, []))
+            scopes.append(world.guild_commands.get(world.guild_of(channel_id), []))
         scopes.append(world.global_commands)
         for commands in scopes:
             for cmd in commands:

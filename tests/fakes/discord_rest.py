@@ -75,7 +75,7 @@ class Messages:
             data["guild_id"] = str(guild_id)
             author_id = int(data["author"]["id"])
             if author_id in self.world.members and not data.get("webhook_id"):
-                data["member"] = self.world.member_payload(author_id, with_user=False)
+                data["member"] = self.world.member_payload(author_id, with_user=False, guild_id=guild_id)
         return data
 
     def create(self, channel_id: int, author_id: int, body: dict[str, Any], attachments: list[dict[str, Any]],
@@ -197,9 +197,9 @@ class Rest(ThreadRoutes):
         return rec
 
     def guild(self, req: ApiRequest) -> int:
-        if req.int("guild_id") != self.world.guild_id:
+        if req.int("guild_id") not in self.world.guilds:
             raise unknown("Guild", 10004)
-        return self.world.guild_id
+        return req.int("guild_id")
 
     def thread_payload(self, thread_id: int) -> dict[str, Any]:
         data = copy.deepcopy(self.world.channels[thread_id])
@@ -249,8 +249,10 @@ class Rest(ThreadRoutes):
     async def get_gateway(self, req: ApiRequest) -> Any:
         data: dict[str, Any] = {"url": self.gateway.url}
         if req.route.endswith("/bot"):
-            data.update({"shards": 1, "session_start_limit": {"total": 1000, "remaining": 999,
-                                                              "reset_after": 14_400_000, "max_concurrency": 1}})
+            settings = self.world.settings
+            data.update({"shards": settings.shard_count, "session_start_limit": {
+                "total": 1000, "remaining": max(0, 1000 - self.gateway.identifies), "reset_after": 14_400_000,
+                "max_concurrency": settings.max_concurrency}})
         return data
 
     async def empty_items(self, req: ApiRequest) -> Any:
@@ -292,7 +294,7 @@ class Rest(ThreadRoutes):
             "description_localizations": cmd.get("description_localizations"),
         }
         if "guild_id" in req.params:
-            data["guild_id"] = str(self.world.guild_id)
+            data["guild_id"] = str(self.guild(req))
         return data
 
     async def get_commands(self, req: ApiRequest) -> Any:
@@ -334,34 +336,33 @@ class Rest(ThreadRoutes):
     # ---- guild -------------------------------------------------------------------------------------
 
     async def get_guild(self, req: ApiRequest) -> Any:
-        self.guild(req)
-        return self.world.guild_payload(with_counts=req.query.get("with_counts") in ("true", "1", "True"))
+        return self.world.guild_payload(with_counts=req.query.get("with_counts") in ("true", "1", "True"),
+                                        guild_id=self.guild(req))
 
     async def get_guild_channels(self, req: ApiRequest) -> Any:
-        self.guild(req)
+        guild_id = str(self.guild(req))
         return [copy.deepcopy(c) for c in self.world.channels.values()
-                if c.get("guild_id") and c["type"] not in ChannelType.THREADS]
+                if c.get("guild_id") == guild_id and c["type"] not in ChannelType.THREADS]
 
     async def get_roles(self, req: ApiRequest) -> Any:
-        self.guild(req)
-        return list(copy.deepcopy(self.world.roles).values())
+        return copy.deepcopy(self.world.guild_roles(self.guild(req)))
 
     async def get_members(self, req: ApiRequest) -> Any:
-        self.guild(req)
+        guild_id = self.guild(req)
         after, limit = int(req.query.get("after", 0)), int(req.query.get("limit", 1))
         ids = sorted(u for u in self.world.members if u > after)[:limit]
-        return [self.world.member_payload(u) for u in ids]
+        return [self.world.member_payload(u, guild_id=guild_id) for u in ids]
 
     async def get_member(self, req: ApiRequest) -> Any:
-        self.guild(req)
+        guild_id = self.guild(req)
         user_id = req.int("user_id")
         if user_id not in self.world.members:
             raise unknown("Member", 10007)
-        return self.world.member_payload(user_id)
+        return self.world.member_payload(user_id, guild_id=guild_id)
 
     async def get_active_threads(self, req: ApiRequest) -> Any:
-        self.guild(req)
-        threads = [self.thread_payload(int(t["id"])) for t in self.world.threads(archived=False)]
+        threads = [self.thread_payload(int(t["id"]))
+                   for t in self.world.threads(archived=False, guild_id=self.guild(req))]
         members = [t.pop("member") | {"id": t["id"], "user_id": str(self.world.bot_id)}
                    for t in threads if "member" in t]
         return {"threads": threads, "members": members}
@@ -468,7 +469,7 @@ class Rest(ThreadRoutes):
                 extra["message_reference"] = {"type": 0, "message_id": str(target.id),
                                               "channel_id": str(target.channel_id)}
                 if world.guild_of(channel_id):
-                    extra["message_reference"]["guild_id"] = str(world.guild_id)
+                    extra["message_reference"]["guild_id"] = str(world.guild_of(channel_id))
                 extra["referenced_message"] = copy.deepcopy(target.data)
         attachments = build_attachments(self.cdn, channel_id, body, uploads)
         rec = self.messages.create(channel_id, world.bot_id, body, attachments, type_=type_, extra=extra)

@@ -126,6 +126,9 @@ class Settings:
     attachment_size_limit: int = DEFAULT_FILE_LIMIT  # per-interaction upload allowance (payload field)
     premium_tier: int = 0                 # drives the guild's filesize limit for channel messages
     heartbeat_interval_ms: int = 41250
+    shard_count: int = 1                  # GET /gateway/bot's recommended `shards`
+    max_concurrency: int = 1              # IDENTIFYs allowed per bucket (shard_id % max_concurrency) ...
+    identify_interval: float = 5.0        # ... per this many seconds; sooner: op 9 (sharded IDENTIFYs only)
     privileged_intents: int = Intents.PRIVILEGED  # what the "Developer Portal" allows
     signed_urls: bool = True              # CDN URLs need their ex/is/hm query, as Discord's do
 
@@ -163,7 +166,8 @@ class StoredFile:
 
 
 class World:
-    """Seeded state: one guild with text channels, a thread, roles, three members and DM channels."""
+    """Seeded state: one guild with text channels, a thread, roles, three members and DM channels;
+    `add_guild` adds more guilds (for sharding), each with its own roles and a text channel."""
 
     def __init__(self, settings: Settings, *, bot_token: str, cdn_base: str = "") -> None:
         self.settings = settings
@@ -215,6 +219,38 @@ class World:
         self.dm_channels: dict[int, int] = {}
         for user_id in (self.alice, self.bob, self.carol):
             self.dm_channel(user_id)
+        # Every guild: name, owner, system channel. Guilds added by add_guild keep their own roles
+        # (role id -> guild) and their members' roles there; everyone is a member of every guild.
+        self.guilds: dict[int, dict[str, Any]] = {
+            self.guild_id: {"name": "Test Guild", "owner_id": self.owner_id, "system_channel_id": self.general_id}}
+        self.role_guild: dict[int, int] = {}
+        self.guild_member_roles: dict[int, dict[int, list[int]]] = {}
+
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> int:
+        """Another guild with @everyone, the bot's role and one text channel (`"<name>/general"` for
+        `resolve`); owned by carol, every user a member. `shard=(shard_id, shard_count)` picks an id
+        whose events that shard owns: `(guild_id >> 22) % shard_count == shard_id`."""
+        guild_id = self.snowflake()
+        if shard is not None:
+            shard_id, count = shard
+            while (guild_id >> 22) % count != shard_id:
+                guild_id += 1 << 22  # one millisecond later: the next shard
+            self.snowflake._last = max(self.snowflake._last, guild_id)
+        self._add_role(guild_id, "@everyone", P.EVERYONE_DEFAULT, position=0)
+        bot_role = self._add_role(self.snowflake(), "Nano Test Bot", P.BOT_DEFAULT, position=1, managed=True,
+                                  tags={"bot_id": str(self.bot_id)})
+        self.role_guild.update({guild_id: guild_id, bot_role: guild_id})
+        self.guild_member_roles[guild_id] = {self.bot_id: [bot_role]}
+        general = self._add_channel(self.snowflake(), "general", ChannelType.GUILD_TEXT, position=0,
+                                    guild_id=guild_id, name_key=f"{name}/general")
+        self.guilds[guild_id] = {"name": name, "owner_id": self.owner_id, "system_channel_id": general}
+        self.names["guild:" + name] = guild_id
+        return guild_id
+
+    @staticmethod
+    def shard_of(guild_id: int | None, shard_count: int) -> int:
+        """The shard that receives a guild's events (Discord's formula); DMs go to shard 0."""
+        return (guild_id >> 22) % shard_count if guild_id else 0
 
     # ---- seeding helpers -------------------------------------------------------------------------
 
@@ -253,15 +289,15 @@ class World:
         }
 
     def _add_channel(self, channel_id: int, name: str, type_: int, *, position: int,
-                     parent_id: int | None = None) -> int:
+                     parent_id: int | None = None, guild_id: int | None = None, name_key: str | None = None) -> int:
         self.channels[channel_id] = {
-            "id": str(channel_id), "type": type_, "guild_id": str(self.guild_id), "name": name,
+            "id": str(channel_id), "type": type_, "guild_id": str(guild_id or self.guild_id), "name": name,
             "position": position, "permission_overwrites": [], "parent_id": str(parent_id) if parent_id else None,
             "nsfw": False, "topic": None, "last_message_id": None, "rate_limit_per_user": 0,
             "default_auto_archive_duration": 1440, "default_thread_rate_limit_per_user": 0, "flags": 0,
         }
         self.messages[channel_id] = {}
-        self.names[name] = channel_id
+        self.names[name_key or name] = channel_id
         return channel_id
 
     def dm_channel(self, user_id: int) -> dict[str, Any]:
@@ -307,23 +343,30 @@ class World:
         gid = self.channels.get(channel_id, {}).get("guild_id")
         return int(gid) if gid else None
 
-    def threads(self, *, archived: bool | None = None) -> list[dict[str, Any]]:
-        out = [c for c in self.channels.values() if c["type"] in ChannelType.THREADS]
+    def threads(self, *, archived: bool | None = None, guild_id: int | None = None) -> list[dict[str, Any]]:
+        out = [c for c in self.channels.values() if c["type"] in ChannelType.THREADS
+               and (guild_id is None or c["guild_id"] == str(guild_id))]
         if archived is not None:
             out = [c for c in out if c["thread_metadata"]["archived"] == archived]
         return out
 
     # ---- permissions (Discord's documented algorithm) ---------------------------------------------
 
-    def base_permissions(self, user_id: int) -> int:
-        if user_id == self.owner_id:
+    def member_roles(self, user_id: int, guild_id: int | None = None) -> list[int]:
+        """A member's role ids in a guild (the seeded guild by default)."""
+        if guild_id in self.guild_member_roles:
+            return self.guild_member_roles[guild_id].get(user_id, [])
+        return [int(r) for r in self.members.get(user_id, {}).get("roles", [])]
+
+    def base_permissions(self, user_id: int, guild_id: int | None = None) -> int:
+        guild_id = guild_id or self.guild_id
+        if user_id == self.guilds[guild_id]["owner_id"]:
             return P.ALL
-        member = self.members.get(user_id)
-        if member is None:
+        if user_id not in self.members:
             return 0
-        perms = int(self.roles[self.guild_id]["permissions"])
-        for role_id in member["roles"]:
-            perms |= int(self.roles[int(role_id)]["permissions"])
+        perms = int(self.roles[guild_id]["permissions"])
+        for role_id in self.member_roles(user_id, guild_id):
+            perms |= int(self.roles[role_id]["permissions"])
         return P.ALL if perms & P.ADMINISTRATOR else perms
 
     def permissions_in(self, user_id: int, channel_id: int) -> int:
@@ -333,16 +376,17 @@ class World:
                 | P.ADD_REACTIONS | P.USE_APPLICATION_COMMANDS
         if channel["type"] in ChannelType.THREADS:  # threads inherit the parent's overwrites
             channel = self.channels[int(channel["parent_id"])]
-        perms = self.base_permissions(user_id)
+        guild_id = int(channel["guild_id"])
+        perms = self.base_permissions(user_id, guild_id)
         if perms & P.ADMINISTRATOR:
             return P.ALL
         overwrites = {int(o["id"]): o for o in channel.get("permission_overwrites", [])}
-        member_roles = [int(r) for r in self.members.get(user_id, {}).get("roles", [])]
+        member_roles = self.member_roles(user_id, guild_id)
 
         def apply(ow: dict | None, p: int) -> int:
             return p if ow is None else (p & ~int(ow["deny"])) | int(ow["allow"])
 
-        perms = apply(overwrites.get(self.guild_id), perms)
+        perms = apply(overwrites.get(guild_id), perms)
         allow = deny = 0
         for role_id in member_roles:
             ow = overwrites.get(role_id)
@@ -369,8 +413,12 @@ class World:
 
     # ---- payload builders -------------------------------------------------------------------------
 
-    def member_payload(self, user_id: int, *, channel_id: int | None = None, with_user: bool = True) -> dict:
+    def member_payload(self, user_id: int, *, channel_id: int | None = None, with_user: bool = True,
+                       guild_id: int | None = None) -> dict:
         member = copy.deepcopy(self.members[user_id])
+        guild_id = guild_id or (self.guild_of(channel_id) if channel_id is not None else None)
+        if guild_id in self.guild_member_roles:
+            member["roles"] = [str(r) for r in self.member_roles(user_id, guild_id)]
         if not with_user:
             member.pop("user")
         if channel_id is not None:  # interactions carry the invoker's permissions in that channel
@@ -383,32 +431,39 @@ class World:
             channel["permissions"] = str(self.permissions_in(for_user, channel_id))
         return channel
 
-    def guild_payload(self, *, with_counts: bool = False) -> dict[str, Any]:
+    def guild_roles(self, guild_id: int | None = None) -> list[dict[str, Any]]:
+        guild_id = guild_id or self.guild_id
+        return [r for role_id, r in self.roles.items() if self.role_guild.get(role_id, self.guild_id) == guild_id]
+
+    def guild_payload(self, *, with_counts: bool = False, guild_id: int | None = None) -> dict[str, Any]:
+        guild_id = guild_id or self.guild_id
+        info = self.guilds[guild_id]
         data = {
-            "id": str(self.guild_id), "name": "Test Guild", "icon": None, "icon_hash": None, "splash": None,
-            "discovery_splash": None, "banner": None, "description": None, "owner_id": str(self.owner_id),
+            "id": str(guild_id), "name": info["name"], "icon": None, "icon_hash": None, "splash": None,
+            "discovery_splash": None, "banner": None, "description": None, "owner_id": str(info["owner_id"]),
             "region": "deprecated", "afk_channel_id": None, "afk_timeout": 300, "widget_enabled": False,
             "verification_level": 0, "default_message_notifications": 1, "explicit_content_filter": 0,
             "mfa_level": 0, "nsfw_level": 0, "nsfw": False, "application_id": None,
-            "system_channel_id": str(self.general_id), "system_channel_flags": 0, "rules_channel_id": None,
+            "system_channel_id": str(info["system_channel_id"]), "system_channel_flags": 0, "rules_channel_id": None,
             "public_updates_channel_id": None, "safety_alerts_channel_id": None, "max_members": 500000,
             "max_presences": None, "max_video_channel_users": 25, "max_stage_video_channel_users": 50,
             "vanity_url_code": None, "premium_tier": self.settings.premium_tier,
             "premium_subscription_count": {0: 0, 1: 2, 2: 7, 3: 14}[self.settings.premium_tier],
             "premium_progress_bar_enabled": False, "preferred_locale": "en-US", "features": [],
-            "roles": list(self.roles.values()), "emojis": [], "stickers": [], "incidents_data": None,
+            "roles": self.guild_roles(guild_id), "emojis": [], "stickers": [], "incidents_data": None,
         }
         if with_counts:
             data["approximate_member_count"] = len(self.members)
             data["approximate_presence_count"] = 0
         return copy.deepcopy(data)
 
-    def guild_create_payload(self, *, all_members: bool) -> dict[str, Any]:
+    def guild_create_payload(self, *, all_members: bool, guild_id: int | None = None) -> dict[str, Any]:
         """GUILD_CREATE: the guild plus channels, active threads (with the bot's membership), members."""
-        data = self.guild_payload()
+        guild_id = guild_id or self.guild_id
+        data = self.guild_payload(guild_id=guild_id)
         members = self.members if all_members else {self.bot_id: self.members[self.bot_id]}
         threads = []
-        for thread in self.threads(archived=False):
+        for thread in self.threads(archived=False, guild_id=guild_id):
             thread = copy.deepcopy(thread)
             if self.bot_id in self.thread_members.get(int(thread["id"]), ()):
                 thread["member"] = self.thread_member(int(thread["id"]), self.bot_id, with_ids=True)
@@ -416,9 +471,9 @@ class World:
         data.update({
             "joined_at": iso(), "large": False, "unavailable": False, "lazy": True,
             "member_count": len(self.members),
-            "members": [copy.deepcopy(m) for m in members.values()],
+            "members": [self.member_payload(user_id, guild_id=guild_id) for user_id in members],
             "channels": [copy.deepcopy(c) for c in self.channels.values()
-                         if c["type"] not in ChannelType.THREADS and c["type"] != ChannelType.DM],
+                         if c["type"] not in ChannelType.THREADS and c.get("guild_id") == str(guild_id)],
             "threads": threads, "presences": [], "voice_states": [], "stage_instances": [],
             "guild_scheduled_events": [], "soundboard_sounds": [], "embedded_activities": [],
         })
@@ -434,7 +489,7 @@ class World:
             "flags": (1 << 19) | (1 << 15) | (1 << 23),
             "redirect_uris": [], "interactions_endpoint_url": None, "tags": [],
             "install_params": None, "integration_types_config": {"0": {}},
-            "approximate_guild_count": 1, "bot": copy.deepcopy(self.users[self.bot_id]),
+            "approximate_guild_count": len(self.guilds), "bot": copy.deepcopy(self.users[self.bot_id]),
         }
 
     def me_payload(self) -> dict[str, Any]:
@@ -453,7 +508,7 @@ class World:
         thread_id = thread_id or self.snowflake()
         now = iso()
         thread = {
-            "id": str(thread_id), "guild_id": str(self.guild_id), "parent_id": str(parent_id),
+            "id": str(thread_id), "guild_id": self.channels[parent_id]["guild_id"], "parent_id": str(parent_id),
             "owner_id": str(owner_id), "type": type_, "name": name, "last_message_id": None,
             "message_count": 0, "member_count": 0, "total_message_sent": 0,
             "rate_limit_per_user": rate_limit_per_user or 0, "flags": 0, "applied_tags": [],

@@ -68,7 +68,7 @@ class ThreadRoutes:
         if type_ == ChannelType.PUBLIC_THREAD:  # Discord announces public threads in the parent
             self.messages.create(channel_id, self.world.bot_id, {"content": thread["name"]}, [], type_=18,
                                  extra={"message_reference": {"type": 0, "channel_id": thread["id"],
-                                                              "guild_id": str(self.world.guild_id)}})
+                                                              "guild_id": self.world.channels[channel_id]["guild_id"]}})
         return thread
 
     async def get_archived_threads(self, req: ApiRequest) -> Any:
@@ -97,9 +97,9 @@ class ThreadRoutes:
             raise DiscordError(400, 50083, "Thread is archived")
         if self.world.add_thread_member(thread_id, user_id):
             member = self.world.thread_member(thread_id, user_id)
-            member["member"] = self.world.member_payload(user_id)
+            member["member"] = self.world.member_payload(user_id, channel_id=thread_id)
             self.gateway.dispatch("THREAD_MEMBERS_UPDATE", {
-                "id": str(thread_id), "guild_id": str(self.world.guild_id),
+                "id": str(thread_id), "guild_id": self.world.channels[thread_id]["guild_id"],
                 "member_count": self.world.channels[thread_id]["member_count"], "added_members": [member]})
             self.world.notify()
         return NO_CONTENT
@@ -112,7 +112,7 @@ class ThreadRoutes:
             members.discard(user_id)
             self.world.channels[thread_id]["member_count"] = len(members)
             self.gateway.dispatch("THREAD_MEMBERS_UPDATE", {
-                "id": str(thread_id), "guild_id": str(self.world.guild_id),
+                "id": str(thread_id), "guild_id": self.world.channels[thread_id]["guild_id"],
                 "member_count": len(members), "removed_member_ids": [str(user_id)]})
             self.world.notify()
         return NO_CONTENT
@@ -170,9 +170,9 @@ def react(rest: Any, rec: MessageRecord, emoji: dict[str, Any], user_id: int, *,
     event: dict[str, Any] = {"user_id": str(user_id), "channel_id": str(rec.channel_id), "message_id": str(rec.id),
                              "emoji": emoji, "burst": False, "type": 0}
     if world.guild_of(rec.channel_id):
-        event["guild_id"] = str(world.guild_id)
+        event["guild_id"] = str(world.guild_of(rec.channel_id))
         if add:
-            event["member"] = world.member_payload(user_id)
+            event["member"] = world.member_payload(user_id, channel_id=rec.channel_id)
             event["message_author_id"] = rec.data["author"]["id"]
     rest.gateway.dispatch("MESSAGE_REACTION_ADD" if add else "MESSAGE_REACTION_REMOVE", event)
     world.notify()

@@ -140,6 +140,15 @@ class Driver:
         """Another user (a guild member unless member=False) with roles given by id or name."""
         return self.fake.add_user(name, member=member, roles=[self.world.resolve(r, "role") for r in roles])
 
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> int:
+        """Another guild with one text channel, `"<name>/general"` (World.add_guild); `shard=(id, count)`
+        puts it on that shard. A bot already connected gets its GUILD_CREATE on the owning shard."""
+        guild_id = self.world.add_guild(name, shard=shard)
+        self.fake.gateway.dispatch("GUILD_CREATE", self.world.guild_create_payload(all_members=False,
+                                                                                   guild_id=guild_id))
+        self.world.notify()
+        return guild_id
+
     def add_role(self, name: str, *permissions: str) -> int:
         """A new role with named permissions ("manage_guild", "send_messages", ...: discord_state.P)."""
         bits = 0
@@ -177,20 +186,35 @@ class Driver:
         """Launch the bot (default: `python bot.py` in the repo root) redirected to this fake."""
         if self.bot is not None and self.bot.running:
             raise RuntimeError("a bot process is already running; stop_bot() first")
-        base = {**os.environ, **self.env, **(env or {})}  # the test's env wins (e.g. a bad token on purpose)
-        base["PYTHONPATH"] = os.pathsep.join(p for p in (str(SITECUSTOMIZE_DIR), base.get("PYTHONPATH")) if p)
-        argv = list(argv or [sys.executable, "bot.py"])
-        cwd = cwd or Path(__file__).resolve().parents[2]
-        self.bot = BotProcess(argv, cwd, base, self.log_dir / f"bot-{len(self.runs) + 1}.log", env)
-        self.runs.append(self.bot)
-        await self.bot.start(self.world.notify)
+        self.bot = await self._launch(argv, cwd, env)
         if wait:
             await self.wait_ready(timeout=timeout, commands=commands)
         return self.bot
 
-    async def wait_ready(self, timeout: float = 30, commands: bool = True) -> None:
-        """Until discord.py fired on_ready in the current process (and commands are registered)."""
-        bot = self.bot
+    async def start_another_bot(self, argv: Sequence[str] | None = None, *, cwd: str | Path | None = None,
+                                env: dict[str, str] | None = None, wait: bool = True, commands: bool = True,
+                                timeout: float = 30) -> BotProcess:
+        """One more process beside the current bot (another shard, a worker), redirected like
+        `start_bot`; `bot` stays the first one. `close()` stops it with the others."""
+        process = await self._launch(argv, cwd, env)
+        if wait:
+            await self.wait_ready(timeout=timeout, commands=commands, bot=process)
+        return process
+
+    async def _launch(self, argv: Sequence[str] | None, cwd: str | Path | None,
+                      env: dict[str, str] | None) -> BotProcess:
+        base = {**os.environ, **self.env, **(env or {})}  # the test's env wins (e.g. a bad token on purpose)
+        base["PYTHONPATH"] = os.pathsep.join(p for p in (str(SITECUSTOMIZE_DIR), base.get("PYTHONPATH")) if p)
+        argv = list(argv or [sys.executable, "bot.py"])
+        cwd = cwd or Path(__file__).resolve().parents[2]
+        process = BotProcess(argv, cwd, base, self.log_dir / f"bot-{len(self.runs) + 1}.log", env)
+        self.runs.append(process)
+        await process.start(self.world.notify)
+        return process
+
+    async def wait_ready(self, timeout: float = 30, commands: bool = True, *, bot: BotProcess | None = None) -> None:
+        """Until discord.py fired on_ready in the current process, or `bot` (and commands are registered)."""
+        bot = bot or self.bot
         if bot is None:
             raise RuntimeError("no bot started")
 

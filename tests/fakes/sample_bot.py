@@ -45,17 +45,27 @@ class Describe(discord.ui.Modal, title="Describe it"):
         await interaction.response.send_message(f"modal said: {self.prompt.value}")
 
 
-class SampleBot(commands.Bot):
+# SAMPLE_SHARD_COUNT (and SAMPLE_SHARD_IDS, e.g. "0,1") run it as an AutoShardedBot with those shards.
+SHARD_COUNT = int(os.environ.get("SAMPLE_SHARD_COUNT") or 0)
+SHARD_IDS = [int(n) for n in os.environ.get("SAMPLE_SHARD_IDS", "").split(",") if n.strip()] or None
+
+
+class SampleBot(commands.AutoShardedBot if SHARD_COUNT else commands.Bot):
     def __init__(self) -> None:
         intents = discord.Intents.default()
         intents.message_content = True
-        super().__init__(command_prefix="!", intents=intents)
+        shards = {"shard_count": SHARD_COUNT, "shard_ids": SHARD_IDS} if SHARD_COUNT else {}
+        super().__init__(command_prefix="!", intents=intents, **shards)
 
     async def setup_hook(self) -> None:
         self.add_view(Again())
         await self.tree.sync()
 
     async def on_message(self, message: discord.Message) -> None:
+        if not message.author.bot and message.content == "whoami":  # which process and shard got it
+            shard = message.guild.shard_id if message.guild else 0
+            await message.channel.send(f"shard {shard} pid {os.getpid()}")
+            return
         if message.author.bot or not isinstance(message.channel, discord.Thread):
             return
         sizes = [len(await a.read()) for a in message.attachments]

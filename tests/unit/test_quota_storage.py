@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +13,12 @@ from core.limits import FIELDS, Limits, effective_limits, load_role_limits, peri
 from store import QuotaCheck, QuotaExceeded, UsageEntry, open_store
 
 GUILD, ALICE, BOB = 10, 1, 2
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def storage(tmp_path):
-    store = await open_store(tmp_path / "db.sqlite3")
+async def storage(store_at):
+    store = await open_store(*store_at)
     yield store
     await store.close()
 
@@ -37,10 +41,10 @@ async def test_two_concurrent_admissions_for_the_last_image_exactly_one_passes(s
     assert refused[0].used.images == 2 and refused[0].check.name == "user_daily_images"
 
 
-async def test_two_processes_sharing_the_file_cannot_both_take_the_last_unit(tmp_path):
-    """Two connections (as two shard processes would have) race BEGIN IMMEDIATE on one file."""
-    path = tmp_path / "shared.sqlite3"
-    first, second = await open_store(path), await open_store(path)
+async def test_two_processes_sharing_the_file_cannot_both_take_the_last_unit(store_at):
+    """Two connections (as two shard processes would have) race for the quota lock: BEGIN
+    IMMEDIATE on one SQLite file, the advisory lock on PostgreSQL."""
+    first, second = await open_store(*store_at), await open_store(*store_at)
     try:
         budget = QuotaCheck("guild_monthly_budget", GUILD, None, since=0, max_cost=0.30)
         await first.reserve_usage(entry(cost=0.134), [budget])
@@ -58,6 +62,54 @@ async def test_two_processes_sharing_the_file_cannot_both_take_the_last_unit(tmp
     finally:
         await first.close()
         await second.close()
+
+
+RESERVER = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[1])
+    from store import QuotaCheck, QuotaExceeded, UsageEntry, open_store
+
+    async def main(sqlite_path, url, barrier, me, other, user, rounds):
+        store = await open_store(sqlite_path, url or None)
+        for n in range(rounds):
+            (barrier / f"{me}-{n}").touch()
+            while not (barrier / f"{other}-{n}").exists():   # both ask at the same moment
+                await asyncio.sleep(0.002)
+            # Round n: the server has room for exactly n + 1 images, n of them already taken.
+            check = QuotaCheck("guild_daily_images", 10, None, since=0, max_images=n + 1)
+            try:
+                await store.reserve_usage(UsageEntry(10, user, "imagine", "p", "m", None, 1, 0.1), [check])
+                print(n, "passed", flush=True)
+            except QuotaExceeded:
+                print(n, "refused", flush=True)
+        await store.close()
+
+    sqlite_path, url, barrier, me, other, user, rounds = sys.argv[2:]
+    asyncio.run(main(sqlite_path, url, Path(barrier), me, other, int(user), int(rounds)))
+""")
+
+
+async def test_two_processes_asking_for_the_last_unit_at_once_only_one_gets_it(store_at):
+    path, url = store_at
+    await (await open_store(path, url)).close()  # the schema exists before the race
+    barrier = path.parent / "barrier"
+    barrier.mkdir()
+    rounds = 8
+    procs = [await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RESERVER, str(ROOT), str(path), url or "", str(barrier), me, other, str(user),
+        str(rounds), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        for me, other, user in (("a", "b", ALICE), ("b", "a", BOB))]
+    outputs = []
+    for proc in procs:
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        outputs.append(dict(line.split() for line in out.decode().splitlines()))
+    for n in range(rounds):
+        assert sorted(o[str(n)] for o in outputs) == ["passed", "refused"], (n, outputs)
+    store = await open_store(path, url)
+    assert (await store.quota_use(GUILD, None, 0)).images == rounds
+    await store.close()
 
 
 async def test_money_budget_refuses_what_does_not_fit(storage):
@@ -98,28 +150,26 @@ async def test_reset_counts_only_newer_usage_for_that_member(storage):
         await storage.top_users(GUILD, 0) == [(BOB, 1, 0.1), (ALICE, 1, 0.1)]
 
 
-async def test_stale_reservations_are_released_at_start(tmp_path):
-    path = tmp_path / "db.sqlite3"
-    store = await open_store(path)
+async def test_stale_reservations_are_released_at_start(store_at):
+    store = await open_store(*store_at)
     await store.reserve_usage(entry())
     await store.close()
-    store = await open_store(path)
+    store = await open_store(*store_at)
     assert await store.release_stale_reservations() == 1
     assert (await store.quota_use(GUILD, ALICE, 0)).images == 0
     assert (await store.usage_totals(GUILD, 0)).not_charged == 1
     await store.close()
 
 
-async def test_overrides_and_member_settings_survive_a_reopen(tmp_path):
-    path = tmp_path / "db.sqlite3"
-    store = await open_store(path)
+async def test_overrides_and_member_settings_survive_a_reopen(store_at):
+    store = await open_store(*store_at)
     await store.set_limit_override(GUILD, "guild", "user_daily_images", 5, updated_by=ALICE)
     await store.set_limit_override(GUILD, "role:77", "user_daily_images", None)
     await store.set_limit_override(GUILD, "guild", "guild_monthly_budget", 20.0)
     await store.clear_limit_override(GUILD, "guild", "guild_monthly_budget")
     await store.update_member_defaults(ALICE, {"resolution": "2K"})
     await store.close()
-    store = await open_store(path)
+    store = await open_store(*store_at)
     assert await store.limit_overrides(GUILD) == {"guild": {"user_daily_images": 5},
                                                   "role:77": {"user_daily_images": None}}
     assert await store.limit_overrides(GUILD + 1) == {}

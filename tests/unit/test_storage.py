@@ -1,6 +1,8 @@
 """Storage: conversations, the turn tree, jobs, atomic writes and retention."""
+import asyncio
 import sqlite3
 
+import psycopg
 import pytest
 
 from providers.models import ImageData
@@ -8,23 +10,27 @@ from store import JobRecord, open_store
 from fakes.images import jpeg, png
 
 
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+
 @pytest.fixture
-async def storage(tmp_path):
-    store = await open_store(tmp_path / "db.sqlite3")
+async def storage(store_at):
+    store = await open_store(*store_at)
     yield store
     await store.close()
 
 
-async def test_wal_mode_and_reopen_keeps_everything(tmp_path):
-    path = tmp_path / "db.sqlite3"
-    store = await open_store(path)
+async def test_wal_mode_and_reopen_keeps_everything(store_at):
+    path, url = store_at
+    store = await open_store(path, url)
     conv = await store.create_conversation(owner_id=1, guild_id=2, channel_id=3)
     img = ImageData(png(), "image/png", 64, 48)
     turn = await store.add_turn(conversation_id=conv.id, parent_id=None, role="model", images=[img],
                                 provider_state={"sig": "abc"}, make_head=True)
     await store.close()
-    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    store = await open_store(path)
+    if url is None:
+        assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store = await open_store(path, url)
     again = await store.conversation_for_channel(3)
     assert again.head_turn_id == turn
     (stored,) = await store.history(turn, 10)
@@ -56,7 +62,7 @@ async def test_finish_job_is_one_transaction(storage, monkeypatch):
     bad = ImageData(png(), "image/png")
     # an image row that violates the schema (NULL data) makes the whole write roll back
     broken = ImageData(None, "image/png")  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await storage.finish_job_with_turn("ab12", conversation_id=conv.id, parent_id=user, text="",
                                            images=[bad, broken], provider_state=None, provider="p", model="m",
                                            make_head=True)
@@ -92,3 +98,17 @@ async def test_prune_deletes_old_conversations_with_their_turns(storage):
     assert await storage.prune(older_than_days=-1) == 1
     assert await storage.conversation_for_channel(7) is None
     assert await storage.turn(turn) is None
+
+
+async def test_processes_starting_at_once_migrate_the_schema_once(store_at):
+    from store import schema
+
+    stores = await asyncio.gather(*(open_store(*store_at) for _ in range(4)))
+    try:
+        rows = await stores[0].driver.fetch_all("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == sorted(schema.MIGRATIONS)
+        conv = await stores[1].create_conversation(owner_id=1, guild_id=2, channel_id=3)
+        assert (await stores[3].conversation_for_channel(3)).id == conv.id
+    finally:
+        for store in stores:
+            await store.close()
