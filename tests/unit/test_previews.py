@@ -137,7 +137,7 @@ def litellm_stream(final_text: str = "Here is your banana,") -> list[dict]:
 
 
 async def test_litellm_stream_draft_is_a_preview_and_never_a_result(gw, session):
-    gw.enqueue(Reply(events=litellm_stream(), event_delay=0.01))
+    gw.enqueue(Reply(events=litellm_stream()))  # all at once: generate() still waits for every preview
     seen = Seen()
     cfg = config(gw, "openrouter", MODEL=PRO, STREAM="1")
     result = await ProviderClient(cfg, session).generate(GenerationRequest("a banana"), on_progress=seen)
@@ -229,3 +229,52 @@ async def test_images_drafts_by_signature_or_last_for_a_thinking_model_and_fewer
     assert [i.data for i in result.images] == [FINAL] and result.warnings == []
     result = await client.generate(GenerationRequest("x", count=3))  # the fake's default: 3 distinct images
     assert len(result.images) == 3 and result.warnings == []
+
+
+# --- the CLI -------------------------------------------------------------------------------------------
+
+async def run_cli(*args: str, env: dict[str, str], cwd) -> tuple[int, str, str]:
+    import asyncio
+    import os
+    import sys
+    from pathlib import Path
+
+    from fakes.secret_registry import record_output
+
+    root = Path(__file__).resolve().parents[2]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "providers", *args, cwd=cwd,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(root), **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    record_output(f"python -m providers {' '.join(args)} -> {proc.returncode}", out.decode(), err.decode())
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_writes_previews_as_they_arrive_and_only_the_final_to_out(gw, tmp_path):
+    gw.thought_images, gw.stream_delay = 2, 0.02
+    env = {"PROVIDERS": "google", **gw.provider_env("google", "google", KEY, MODEL=PRO)}
+    rc, out, err = await run_cli("generate", "a banana", "--out", str(tmp_path / "out"),
+                                 "--previews", str(tmp_path / "previews"), "-v", env=env, cwd=tmp_path)
+    assert rc == 0, err
+    data = json.loads(out)
+    assert [open(p, "rb").read() for p in data["previews"]] == [gw.draft_image(0), gw.draft_image(1)]
+    assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == sorted(
+        p.rsplit("/", 1)[-1] for p in data["previews"])
+    (image,) = data["images"]
+    assert open(image["path"], "rb").read() == gw.image and len(list((tmp_path / "out").iterdir())) == 1
+    # logged as they arrived: before the stream was over (its HTTP line is logged at the end)
+    assert err.index("preview 1: ") < err.index("preview 2: ") < err.index("-> HTTP 200")
+    assert "warnings" not in data and KEY not in out + err
+
+
+async def test_cli_warns_when_fewer_images_came_than_asked(gw, tmp_path):
+    gw.enqueue(Reply(body={"data": [{"b64_json": base64.b64encode(FINAL).decode()}]}))
+    env = {"PROVIDERS": "img", "PROVIDER_IMG_FORMAT": "openai_images", "PROVIDER_IMG_BASE_URL": gw.url + "/v1",
+           "PROVIDER_IMG_API_KEY": KEY, "PROVIDER_IMG_MODEL": "gemini-2.5-flash-image"}
+    rc, out, err = await run_cli("generate", "two bananas", "--count", "2", "--out", str(tmp_path),
+                                 env=env, cwd=tmp_path)
+    assert rc == 0 and err == "warning: asked for 2 images, got 1\n"
+    data = json.loads(out)
+    assert data["warnings"] == ["asked for 2 images, got 1"] and len(data["images"]) == 1
+    assert gw.requests[-1].json == {"model": "gemini-2.5-flash-image", "prompt": "two bananas", "n": 2}
