@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from fakes.cli_runner import run_cli
 from fakes.fake_gateway import SIGNATURE_IMAGE, SIGNATURE_TEXT, Reply, make_png
 from fakes.secret_registry import register_secret
 from providers import gemini, openai_chat, openai_images
@@ -232,24 +233,6 @@ async def test_images_drafts_by_signature_or_last_for_a_thinking_model_and_fewer
 
 
 # --- the CLI -------------------------------------------------------------------------------------------
-
-async def run_cli(*args: str, env: dict[str, str], cwd) -> tuple[int, str, str]:
-    import asyncio
-    import os
-    import sys
-    from pathlib import Path
-
-    from fakes.secret_registry import record_output
-
-    root = Path(__file__).resolve().parents[2]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "providers", *args, cwd=cwd,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(root), **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    record_output(f"python -m providers {' '.join(args)} -> {proc.returncode}", out.decode(), err.decode())
-    return proc.returncode, out.decode(), err.decode()
-
 
 async def test_cli_writes_previews_as_they_arrive_and_only_the_final_to_out(gw, tmp_path):
     gw.thought_images, gw.stream_delay = 2, 0.02
