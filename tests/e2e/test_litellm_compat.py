@@ -13,13 +13,16 @@ import asyncio
 import base64
 import json
 import os
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
+from fakes.bot_helpers import result_of, start_in_thread
 from fakes.cli_runner import run_cli
+from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway, Reply, make_png
 from fakes.litellm_proxy import MASTER_KEY, UPSTREAM_KEY, LiteLLMProxy, ProxyUnavailable
 from providers import gemini
@@ -219,3 +222,26 @@ async def test_openai_images_through_litellm(stack, tmp_path):
     # Gemini makes one image per call whatever n says: fewer than asked is said, not hidden
     assert rc3 == 0 and err3 == "warning: asked for 2 images, got 1\n"
     assert written(out3) == [IMAGE] and json.loads(out3)["warnings"] == ["asked for 2 images, got 1"]
+
+
+async def test_the_bot_through_litellm_posts_only_final_images_and_continues_a_gemini3_thread(stack, tmp_path):
+    gw, proxy = stack
+    gw.thought_images, gw.stream_delay = 2, 0.05
+    async with Driver(log_dir=tmp_path) as d:
+        await d.start_bot([sys.executable, "bot.py"], env={
+            "DATA_DIR": str(tmp_path / "data"), "DISCORD_ATTACHMENT_HOSTS": d.cdn_host,
+            "STATUS_INTERVAL_SECONDS": "0.3", **chat_env(proxy, PRO)})
+        first, thread = await start_in_thread(d, "a bot banana")
+        assert [a.data for a in first.attachments] == [IMAGE]  # never a draft
+        mark = d.mark()
+        await d.say(thread, "now make it green")
+        second = await d.wait_for_message(thread, result_of, after=mark, timeout=30)
+        assert [a.data for a in second.attachments] == [IMAGE]
+        drafts = {gw.draft_image(0), gw.draft_image(1)}
+        posted = [a.data for m in d.messages(thread) + d.messages("general") for a in m.attachments]
+        assert not drafts & set(posted)
+        (turn2,) = upstream(gw, "now make it green")  # the first answer went back signed, draft-free
+        model_turns = [c for c in turn2.json["contents"] if c["role"] == "model"]
+        assert model_turns and all(p.get("thoughtSignature") for c in model_turns for p in c["parts"][:1])
+        assert gw.draft_image(0) not in [base64.b64decode(p["inline_data"]["data"])
+                                         for c in turn2.json["contents"] for p in c["parts"] if "inline_data" in p]
