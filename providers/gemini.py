@@ -117,8 +117,9 @@ def build_request(config: ProviderConfig, request: GenerationRequest) -> HttpReq
 class _Reader:
     """Accumulates GenerateContentResponse chunks (one for generateContent, many when streaming)."""
 
-    def __init__(self, stream: bool) -> None:
+    def __init__(self, stream: bool, drafts: bool = True) -> None:
         self.stream = stream
+        self.keep_drafts = drafts  # decode thought images (not when a stream already reported them)
         self.sink = ImageSink()
         self.segments: list[list[str]] = []  # text runs; an image between them starts a new run
         self.parts: list[dict[str, Any]] = []  # provider_state parts
@@ -168,7 +169,7 @@ class _Reader:
         if isinstance(part.get("text"), str) and part["text"]:
             self.thought_text.append(part["text"])
         data = get(get(part, *_BLOB_KEYS), "data")
-        if isinstance(data, str) and data:
+        if self.keep_drafts and isinstance(data, str) and data:
             try:
                 draft = parse_image_ref(data)
             except ValueError:
@@ -249,7 +250,7 @@ def parse_response(config: ProviderConfig, body: bytes) -> ParsedAnswer:
 
 @guarded
 def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
-    reader = _Reader(stream=True)
+    reader = _Reader(stream=True, drafts=False)  # the stream's drafts were reported as they came
     for event in events:
         if event and not event.isspace():
             reader.chunk(load_json(event))
@@ -257,7 +258,8 @@ def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
 
 
 @guarded
-def stream_progress(config: ProviderConfig, event: bytes, state: dict[str, Any]) -> tuple[list[Progress], dict[str, Any]]:
+def stream_progress(config: ProviderConfig, event: bytes,
+                    state: dict[str, Any]) -> tuple[list[Progress], dict[str, Any]]:
     """One streamed chunk's thought text, answer text and thought images (see providers.base)."""
     if not event or event.isspace():
         return [], state

@@ -151,9 +151,9 @@ class _Answer:
         content = msg.get("content")
         if isinstance(content, dict):  # a single part instead of a list
             content = [content]
-        refs = []
+        refs, said = [], ""
         if isinstance(content, str):
-            self.text.append(content)
+            said = content
         elif isinstance(content, list):
             pieces = []
             for part in content:
@@ -161,8 +161,10 @@ class _Answer:
                     pieces.append(part if isinstance(part, str) else str(part.get("text") or ""))
                 else:
                     refs.append(image_ref(part))
-            self.text.append(sep.join(pieces))
-        self.answered = self.answered or any(t.strip() for t in self.text[-1:])
+            said = sep.join(pieces)
+        if content is not None:
+            self.text.append(said)
+        self.answered = self.answered or bool(said.strip())
         refs += [image_ref(item) for item in msg.get("images") or []]  # OpenRouter, LiteLLM >= 1.77
         if msg.get("image"):  # LiteLLM < 1.77
             refs.append(image_ref(msg["image"]))
@@ -228,7 +230,8 @@ def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
 
 
 @guarded
-def stream_progress(config: ProviderConfig, event: bytes, state: dict[str, Any]) -> tuple[list[Progress], dict[str, Any]]:
+def stream_progress(config: ProviderConfig, event: bytes,
+                    state: dict[str, Any]) -> tuple[list[Progress], dict[str, Any]]:
     """One SSE chunk's words (reasoning and answer) and draft images (see providers.base)."""
     if not event or event.isspace():
         return [], state
@@ -236,7 +239,9 @@ def stream_progress(config: ProviderConfig, event: bytes, state: dict[str, Any])
     answer.reasoned, answer.answered = bool(state.get("reasoned")), bool(state.get("answered"))
     for choice in answer.envelope(load_json(event)):
         answer.message(get(choice, "delta", "message"), "")
-    _refs, words = find_markdown_images("".join(answer.reasoning + answer.text))  # no data URIs
-    pieces = [Progress(text=words)] if words and not looks_like_image_ref(words) else []
+    _refs, words = find_markdown_images("".join(answer.reasoning + answer.text))
+    # words only: not an image's base64 (a Markdown image cut across deltas, a bare data URI)
+    words = "" if "base64," in words or looks_like_image_ref(words) else words
+    pieces = [Progress(text=words)] if words else []
     pieces += [Progress(preview=img) for img in answer.draft_sink.images]
     return pieces, {"reasoned": answer.reasoned, "answered": answer.answered}

@@ -171,7 +171,8 @@ async def test_429_and_503_are_retried_once_by_the_client_honouring_the_wait(sta
     down = Reply(status=503, body={"error": {"code": 503, "status": "UNAVAILABLE",
                                              "message": "The model is overloaded. Please try again later."}})
     gw.enqueue(busy, busy)
-    rc, out, err = await run_cli("generate", "busy banana", "-v", "--out", str(tmp_path), env=chat_env(proxy), cwd=tmp_path)
+    rc, out, err = await run_cli("generate", "busy banana", "-v", "--out", str(tmp_path), env=chat_env(proxy),
+                                 cwd=tmp_path)
     assert rc == 0 and written(out) == [IMAGE], err
     assert len(gw.requests) == 3  # the client's 2 retries, each one upstream call (LiteLLM's are off)
     assert "retry 1/2 in 1.00s" in err and "retry 2/2 in 1.00s" in err  # the wait from the message

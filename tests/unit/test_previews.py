@@ -161,10 +161,12 @@ def message_answer(message: dict, **choice) -> Reply:
 
 
 async def test_non_streamed_drafts_by_marker_or_by_being_a_thinking_model(gw, session):
-    two = [{"type": "image_url", "image_url": {"url": uri(DRAFT)}}, {"type": "image_url", "image_url": {"url": uri(FINAL)}}]
+    two = [{"type": "image_url", "image_url": {"url": uri(DRAFT)}},
+           {"type": "image_url", "image_url": {"url": uri(FINAL)}}]
     gw.enqueue(  # LiteLLM: one empty thinking block per thought image
         message_answer({"content": "ok", "images": two, "reasoning_content": "plan",
-                        "thinking_blocks": [{"type": "thinking", "thinking": "plan"}, {"type": "thinking", "thinking": ""}]}),
+                        "thinking_blocks": [{"type": "thinking", "thinking": "plan"},
+                                            {"type": "thinking", "thinking": ""}]}),
         message_answer({"content": "ok", "images": two, "reasoning": "plan"}),  # no marker, but it thinks
         message_answer({"content": "ok", "images": two}),  # a model that does not think: both are results
     )
@@ -198,8 +200,8 @@ def test_litellm_dialect_request_fields():
     assert body["num_retries"] == 0 and body["image_config"] == {"aspect_ratio": "16:9"}
     assert body["stream"] is True and req.stream and body["thinking"] == {"type": "enabled", "summary": "auto"}
     assert body["messages"][1]["provider_specific_fields"] == {"thought_signatures": [gemini.SKIP_SIGNATURE]}
-    plain = openai_chat.build_request(ProviderConfig(name="o", format="openai_chat", base_url="http://h/v1",
-                                                     api_key="k", model=PRO), GenerationRequest("x", history=history)).json
+    plain_config = ProviderConfig(name="o", format="openai_chat", base_url="http://h/v1", api_key="k", model=PRO)
+    plain = openai_chat.build_request(plain_config, GenerationRequest("x", history=history)).json
     assert not {"num_retries", "thinking"} & set(plain) and plain["stream"] is False
     assert "provider_specific_fields" not in json.dumps(plain)
 
