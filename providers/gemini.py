@@ -22,8 +22,7 @@ from typing import Any
 
 from .base import HttpRequest, ParsedAnswer, ProviderConfig
 from .errors import NoImageError, RefusedError
-from .images import b64
-from .images import parse_image_ref
+from .images import b64, parse_image_ref
 from .models import GenerationRequest, ImageData, Progress, Turn, thinks
 from .parsing import (NO_IMAGE_REASONS, REFUSAL_REASONS, ImageSink, auth_headers, error_from_body, get,
                       guarded, load_json, merge_usage, normalise_usage)
