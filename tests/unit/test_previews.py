@@ -263,3 +263,33 @@ async def test_cli_warns_when_fewer_images_came_than_asked(gw, tmp_path):
     data = json.loads(out)
     assert data["warnings"] == ["asked for 2 images, got 1"] and len(data["images"]) == 1
     assert gw.requests[-1].json == {"model": "gemini-2.5-flash-image", "prompt": "two bananas", "n": 2}
+
+
+@pytest.fixture
+def processes():
+    from providers import cpu
+
+    cpu.start()
+    assert cpu._processes is not None
+    yield
+    cpu.shutdown()
+
+
+async def test_large_drafts_are_read_in_a_worker_process_and_still_come_in_order(gw, session, processes):
+    # events over 64 KB (a real draft is megabytes) reach the feed as Chunks and are parsed by a
+    # worker process; small ones on the loop: the order must hold across both
+    big = [make_png((30, 20), target_bytes=300_000, color=(i, 0, 0)) for i in (1, 2)]
+
+    def part(data):
+        return {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(data).decode()}}
+    chunks = [[{"text": "thinking", "thought": True}], [{**part(big[0]), "thought": True}],
+              [{"text": "more", "thought": True}], [{**part(big[1]), "thought": True}],
+              [{"text": "done", "thoughtSignature": "c2ln"}], [{**part(FINAL), "thoughtSignature": "c2ln"}]]
+    gw.enqueue(Reply(crlf=True, done=False, events=[
+        {"candidates": [{"content": {"role": "model", "parts": p}, "index": 0}]} for p in chunks] + [
+        {"candidates": [{"content": {"parts": []}, "finishReason": "STOP", "index": 0}]}]))
+    seen = Seen()
+    result = await ProviderClient(config(gw, "google", MODEL=PRO), session).generate(
+        GenerationRequest("x"), on_progress=seen)
+    assert seen.previews == big and [i.data for i in result.images] == [FINAL]
+    assert [p.text for p in seen if p.preview is not None] == ["thinking", "thinkingmore"]
