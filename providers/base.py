@@ -12,6 +12,9 @@ Every translator module exposes:
     parse_response(config: ProviderConfig, body: bytes) -> ParsedAnswer
     parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer
         # events: the payload of each SSE event (its `data:` lines joined), `[DONE]` excluded
+    stream_progress(config, event: bytes, state: dict) -> (list[Progress], state)   (optional)
+        # one SSE event as it arrives: the words and interim images it shows; `state` is a small
+        # picklable dict carried from one event to the next ({} for the first)
 
 Parsers raise RefusedError for explicit blocks (finishReason IMAGE_SAFETY, promptFeedback
 .blockReason, finish_reason content_filter, ...) and MalformedResponse for unreadable bodies. A
@@ -24,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
-from .models import ImageData
+from .models import ImageData, thinks
 
 T = TypeVar("T")
 
@@ -71,13 +74,28 @@ class ProviderConfig:
     chat_options: Literal["extra_body", "image_config", "prompt"] = "image_config"
     # openai_chat: a text-only user message as a plain string (InfinityBlue) or as a parts list.
     chat_string_content: bool = False
-    # openai_images: input images as Gemini-style "contents" in the generations body (MixRoute),
-    # or as multipart POST {base}/images/edits (OpenAI / gpt-image-1 style).
-    images_input: Literal["contents", "edits"] = "contents"
+    # openai_chat: "litellm" adds LiteLLM's own request fields (its retries off, thinking shown,
+    # placeholder signatures on Gemini 3 history).
+    chat_dialect: Literal["plain", "litellm"] = "plain"
+    # openai_images: "openai" sends what OpenAI's images API defines (pixel `size`, `n`);
+    # "mixroute" sends MixRoute's fields (`size` as an aspect ratio, `image_size`, `quality`, ...).
+    images_options: Literal["openai", "mixroute"] = "openai"
+    # openai_images: input images as multipart POST {base}/images/edits (OpenAI's API), or as
+    # Gemini-style "contents" in the generations body (MixRoute).
+    images_input: Literal["contents", "edits"] = "edits"
+    # Live previews (streamed thoughts and interim images); None: on for thinking models on the
+    # gemini format and with the litellm dialect.
+    previews: bool | None = None
     # Image URLs in answers that point at private/loopback addresses are fetched only when the
     # operator opts in (the gateway's own host is always allowed).
     allow_private_urls: bool = False
     max_download_bytes: int = 50 * 1024 * 1024
+
+    @property
+    def wants_previews(self) -> bool:
+        if self.previews is not None:
+            return self.previews
+        return thinks(self.model) and (self.format == "gemini" or self.chat_dialect == "litellm")
 
     def __repr__(self) -> str:  # keep the key out of every repr, log line and traceback
         return (f"ProviderConfig(name={self.name!r}, format={self.format!r}, base_url={self.base_url!r}, "
@@ -107,3 +125,23 @@ class ParsedAnswer:
     finish_reason: str | None = None
     model: str | None = None  # as the gateway names it, when it says
     provider_state: dict[str, Any] | None = None
+    drafts: list[ImageData] = field(default_factory=list)  # interim images told apart: previews only
+    # A thinking model's answer whose images carry no draft marker: its last ones are the finals.
+    last_is_final: bool = False
+
+    @staticmethod
+    def merged(answers: list["ParsedAnswer"]) -> "ParsedAnswer":
+        """One answer from the concurrent calls of a count > 1 fan-out."""
+        texts = list(dict.fromkeys(a.text.strip() for a in answers if a.text and a.text.strip()))
+        usage: dict[str, Any] = {}
+        for a in answers:
+            for key, value in (a.usage or {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                        isinstance(usage.get(key, 0), (int, float)):
+                    usage[key] = usage.get(key, 0) + value
+                else:
+                    usage.setdefault(key, value)
+        return ParsedAnswer(text="\n\n".join(texts), usage=usage,
+                            finish_reason=answers[0].finish_reason if answers else None,
+                            model=next((a.model for a in answers if a.model), None),
+                            provider_state=next((a.provider_state for a in answers if a.provider_state), None))

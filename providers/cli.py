@@ -1,7 +1,7 @@
 """`python -m providers`: check a key and a gateway without Discord (SPEC §5).
 
     python -m providers generate "PROMPT" [--image FILE]... [--aspect-ratio R] [--resolution 1K|2K|4K]
-                                 [--count N] [--provider NAME] [--stream] [--out DIR] [-v]
+                                 [--count N] [--provider NAME] [--stream] [--out DIR] [--previews DIR] [-v]
     python -m providers list
 
 Exit codes: 0 success; 2 configuration or usage error; 3 refused by the model (no image);
@@ -32,7 +32,7 @@ from .presets import load_provider_configs
 from .files import directory_problem, new_file
 from .errors import AuthError, ConfigError, ProviderError, RefusedError
 from .images import to_image
-from .models import ASPECT_RATIOS, MAX_COUNT, RESOLUTIONS, GenerationRequest, GenerationResult
+from .models import ASPECT_RATIOS, MAX_COUNT, RESOLUTIONS, GenerationRequest, GenerationResult, Progress
 from .redact import Redactor
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_REFUSED, EXIT_FAILED, EXIT_KEY_REJECTED = 0, 1, 2, 3, 4, 5
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--provider", help="provider name from PROVIDERS (default: the first)")
     gen.add_argument("--stream", action="store_true", help="ask for an SSE stream")
     gen.add_argument("--out", default=".", metavar="DIR", help="directory for the images (default .)")
+    gen.add_argument("--previews", metavar="DIR",
+                     help="write the model's interim (thought) images here as they arrive")
     gen.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
     sub.add_parser("list", help="show the configured providers, keys masked")
     return parser
@@ -141,11 +143,31 @@ async def generate(args: argparse.Namespace, configs: list[ProviderConfig]) -> d
         router = ProviderRouter(configs, session)
         if args.provider:
             router.get(args.provider)  # unknown name: ConfigError before any request
-        result = await router.generate(request, provider=args.provider)
-    return {"provider": result.provider, "model": result.model,
-            "images": _write_images(result, out), "text": result.text,
-            "usage": result.usage, "seconds": round(result.seconds, 3),
-            "attempts": [{"provider": a.provider, "error": a.error} for a in result.attempts]}
+        previews: list[str] = []
+        on_progress = (lambda p: _write_preview(p, Path(args.previews), previews)) if args.previews else None
+        result = await router.generate(request, provider=args.provider, on_progress=on_progress)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    output = {"provider": result.provider, "model": result.model,
+              "images": _write_images(result, out), "text": result.text,
+              "usage": result.usage, "seconds": round(result.seconds, 3),
+              "attempts": [{"provider": a.provider, "error": a.error} for a in result.attempts]}
+    if args.previews:
+        output["previews"] = previews
+    if result.warnings:
+        output["warnings"] = result.warnings
+    return output
+
+
+def _write_preview(progress: Progress, folder: Path, written: list[str]) -> None:
+    if progress.preview is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"preview-{time.strftime('%Y%m%d-%H%M%S')}-{len(written) + 1}.{progress.preview.extension}"
+    path.write_bytes(progress.preview.data)
+    written.append(str(path))
+    logging.getLogger(__name__).info("preview %d: %s (%sx%s)", len(written), path,
+                                     progress.preview.width, progress.preview.height)
 
 
 def _fail(code: int, message: str, redact: Redactor) -> int:

@@ -34,8 +34,9 @@ from .errors import (AuthError, ConfigError, MalformedResponse, NoImageError, Pr
 from .fetch import download
 from .http_errors import backoff_delay, error_for_response, error_in_event, html_answer
 from .images import to_image
-from .models import Attempt, GenerationRequest, GenerationResult, ImageData
+from .models import Attempt, GenerationRequest, GenerationResult, ImageData, OnProgress
 from .payload import BIG, Chunks, joined
+from .progress import ON_PROGRESS, ProgressFeed, report_drafts
 from .redact import Redactor, excerpt
 from .sse import SSEReader
 
@@ -78,8 +79,11 @@ class ProviderClient:
     def __repr__(self) -> str:
         return f"ProviderClient({self.config!r})"
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
+    async def generate(self, request: GenerationRequest, *,
+                       on_progress: OnProgress | None = None) -> GenerationResult:
+        """`on_progress`: called with the model's words and interim images as a stream arrives."""
         started = time.monotonic()
+        token = ON_PROGRESS.set(on_progress) if on_progress is not None else None
         try:
             fan_out = request.count > 1 and self.config.format != "openai_images"
             # Building and serialising the body base64-encodes every input image: off the loop,
@@ -89,10 +93,13 @@ class ProviderClient:
             if fan_out:
                 answer, images = await self._fan_out(http, body, request.count)
             else:
-                answer, images = await self._call(http, body)
+                answer, images = await self._call(http, body, request.count)
         except ProviderError as exc:
             exc.provider = exc.provider or self.config.name
             raise self._redact.error(exc)
+        finally:
+            if token is not None:
+                ON_PROGRESS.reset(token)
         seconds = time.monotonic() - started
         log.info("%s: %d image(s) from %s in %.2fs (%d bytes)", self.config.name, len(images),
                  answer.model or self.config.model, seconds, sum(len(i.data) for i in images))
@@ -100,7 +107,9 @@ class ProviderClient:
         # text, or in a text part kept for the next turn) must not carry it there.
         return GenerationResult(images=images, text=self._redact.exact(answer.text), usage=answer.usage,
                                 provider=self.config.name, model=answer.model or self.config.model,
-                                seconds=seconds, provider_state=_redact_texts(answer.provider_state, self._redact))
+                                seconds=seconds, provider_state=_redact_texts(answer.provider_state, self._redact),
+                                warnings=[f"asked for {request.count} images, got {len(images)}"]
+                                if len(images) < request.count else [])
 
     async def _fan_out(self, http: HttpRequest, body: bytes | None,
                        count: int) -> tuple[ParsedAnswer, list[ImageData]]:
@@ -113,13 +122,18 @@ class ProviderClient:
         if len(good) < len(outcomes):
             log.warning("%s: %d of %d concurrent calls failed; returning the rest", self.config.name,
                         len(outcomes) - len(good), len(outcomes))
-        return _merge([a for a, _ in good]), [img for _, imgs in good for img in imgs]
+        return ParsedAnswer.merged([a for a, _ in good]), [img for _, imgs in good for img in imgs]
 
-    async def _call(self, http: HttpRequest, body: bytes | None) -> tuple[ParsedAnswer, list[ImageData]]:
+    async def _call(self, http: HttpRequest, body: bytes | None,
+                    expected: int = 1) -> tuple[ParsedAnswer, list[ImageData]]:
         answer = await self._with_retries(http, body)
+        if not http.stream:  # a stream's drafts were reported as they came
+            await report_drafts(answer.drafts, self.config.name)
         images = list(answer.images)
         if answer.image_urls:
             images += await self._download_all(http, answer.image_urls)
+        if answer.last_is_final:  # a thinking model's drafts, unmarked: the last images are the finals
+            images = images[-expected:]
         if not images:
             reason = answer.finish_reason
             raise NoImageError(provider=self.config.name, model_text=answer.text or None,
@@ -235,6 +249,7 @@ class ProviderClient:
         limit = 4 * self.config.max_download_bytes
         reader = SSEReader()
         events: list[bytes | Chunks] = []
+        feed = ProgressFeed(self.config, self._translator, self._cpu)
 
         def take(batch: list[bytes | Chunks]) -> None:
             for event in batch:
@@ -243,12 +258,18 @@ class ProviderClient:
                 if err is not None:
                     raise err
                 events.append(event)
+                feed.put(event)
 
-        async for chunk in resp.content.iter_any():
-            take(reader.feed(chunk))
-            if reader.bytes_read > limit:
-                raise MalformedResponse(provider=self.config.name, detail=f"stream over {limit} bytes")
-        take(reader.close())
+        try:
+            async for chunk in resp.content.iter_any():
+                take(reader.feed(chunk))
+                if reader.bytes_read > limit:
+                    raise MalformedResponse(provider=self.config.name, detail=f"stream over {limit} bytes")
+            take(reader.close())
+        except BaseException:
+            feed.cancel()
+            raise
+        await feed.close()
         return _Exchange(events=events, done=reader.done, truncated=reader.truncated)
 
     async def _download_all(self, http: HttpRequest, urls: Sequence[str]) -> list[ImageData]:
@@ -303,14 +324,15 @@ class ProviderRouter:
     def __repr__(self) -> str:
         return f"ProviderRouter({self.names})"
 
-    async def generate(self, request: GenerationRequest, *, provider: str | None = None) -> GenerationResult:
+    async def generate(self, request: GenerationRequest, *, provider: str | None = None,
+                       on_progress: OnProgress | None = None) -> GenerationResult:
         first = self.get(provider).config.name if provider else self.names[0]
         order = [first] + [n for n in self.names if n != first]
         errors: list[ProviderError] = []
         attempts: list[Attempt] = []
         for name in order:
             try:
-                result = await self._clients[name].generate(request)
+                result = await self._clients[name].generate(request, on_progress=on_progress)
             except ProviderError as exc:
                 if not exc.failover:
                     raise
@@ -376,19 +398,3 @@ def _form(fields: list[tuple[str, bytes | str, str | None, str | None]]) -> aioh
             filename = name
         form.add_field(name, value, filename=filename, content_type=ctype)
     return form
-
-
-def _merge(answers: list[ParsedAnswer]) -> ParsedAnswer:
-    texts = list(dict.fromkeys(a.text.strip() for a in answers if a.text and a.text.strip()))
-    usage: dict[str, Any] = {}
-    for a in answers:
-        for key, value in (a.usage or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                    isinstance(usage.get(key, 0), (int, float)):
-                usage[key] = usage.get(key, 0) + value
-            else:
-                usage.setdefault(key, value)
-    return ParsedAnswer(text="\n\n".join(texts), usage=usage,
-                        finish_reason=answers[0].finish_reason if answers else None,
-                        model=next((a.model for a in answers if a.model), None),
-                        provider_state=next((a.provider_state for a in answers if a.provider_state), None))

@@ -10,6 +10,11 @@ inlineData/inline_data object is replaced by "image_index": i, an index into Par
 (= Turn.images). Every other key (thoughtSignature, text, fileData, ...) is kept as received.
 Streamed text pieces are merged into one text part, and a signature-only part arriving later is
 attached to the preceding part that has no signature.
+
+Gemini 3 models reject a model turn without its signature (history rebuilt from Discord, written by
+another provider or model): such parts carry Google's documented placeholder, never in place of a
+real signature. Thinking models stream with includeThoughts when previews are on: thought text and
+thought images are reported as progress and as ParsedAnswer.drafts, never as results.
 """
 from __future__ import annotations
 
@@ -17,14 +22,15 @@ from typing import Any
 
 from .base import HttpRequest, ParsedAnswer, ProviderConfig
 from .errors import NoImageError, RefusedError
-from .images import b64
-from .models import GenerationRequest, ImageData, Turn
+from .images import b64, parse_image_ref
+from .models import GenerationRequest, ImageData, Progress, Turn, thinks
 from .parsing import (NO_IMAGE_REASONS, REFUSAL_REASONS, ImageSink, auth_headers, error_from_body, get,
                       guarded, load_json, merge_usage, normalise_usage)
 
 _SIGNATURE_KEYS = ("thoughtSignature", "thought_signature")
 _BLOB_KEYS = ("inlineData", "inline_data")
 _OK_REASONS = {"STOP", "FINISH_REASON_UNSPECIFIED"}
+SKIP_SIGNATURE = "skip_thought_signature_validator"  # Google's placeholder for history it did not sign
 
 
 def _image_part(img: ImageData) -> dict[str, Any]:
@@ -36,8 +42,17 @@ def _user_parts(text: str, images: tuple[ImageData, ...]) -> list[dict[str, Any]
     return parts + [_image_part(img) for img in images]
 
 
-def model_parts(turn: Turn) -> list[dict[str, Any]]:
-    """A model turn as Gemini parts: from provider_state verbatim when present, else text + images."""
+def model_parts(turn: Turn, sign: bool = False) -> list[dict[str, Any]]:
+    """A model turn as Gemini parts: from provider_state verbatim when present, else text + images.
+    `sign` (Gemini 3): every part without a signature gets the placeholder one."""
+    parts = _model_parts(turn)
+    if sign:
+        parts = [p if _signature(p) or p.get("thought") is True else {**p, "thoughtSignature": SKIP_SIGNATURE}
+                 for p in parts]
+    return parts
+
+
+def _model_parts(turn: Turn) -> list[dict[str, Any]]:
     saved = (turn.provider_state or {}).get("gemini_parts")
     if not isinstance(saved, list) or not saved:
         return _user_parts(turn.text, turn.images) if turn.text or turn.images else []
@@ -58,13 +73,13 @@ def model_parts(turn: Turn) -> list[dict[str, Any]]:
     return parts
 
 
-def build_contents(request: GenerationRequest) -> list[dict[str, Any]]:
+def build_contents(request: GenerationRequest, sign: bool = False) -> list[dict[str, Any]]:
     contents: list[dict[str, Any]] = []
     turns = [*request.history, Turn(role="user", text=request.prompt, images=request.images)]
     for i, turn in enumerate(turns):
         role = "model" if turn.role == "model" else "user"
         if role == "model":
-            parts = model_parts(turn)
+            parts = model_parts(turn, sign)
         elif turn.text or turn.images or i == len(turns) - 1:
             parts = _user_parts(turn.text, turn.images)
         else:
@@ -85,19 +100,25 @@ def build_request(config: ProviderConfig, request: GenerationRequest) -> HttpReq
                                       ("imageSize", request.resolution)) if v}
     if image_config:
         generation_config["imageConfig"] = image_config
-    body = {"contents": build_contents(request), "generationConfig": generation_config}
+    previews = config.wants_previews
+    if previews:  # thoughts (text and interim images) stream first, seconds before the final image
+        generation_config["thinkingConfig"] = {"includeThoughts": True}
+    body = {"contents": build_contents(request, sign=thinks(config.model)),
+            "generationConfig": generation_config}
     model = config.model.removeprefix("models/")
-    action = "streamGenerateContent?alt=sse" if config.stream else "generateContent"
+    stream = config.stream or previews
+    action = "streamGenerateContent?alt=sse" if stream else "generateContent"
     headers = {**auth_headers(config), "Content-Type": "application/json"}
     return HttpRequest("POST", f"{config.base_url}/models/{model}:{action}", headers, json=body,
-                       stream=config.stream)
+                       stream=stream)
 
 
 class _Reader:
     """Accumulates GenerateContentResponse chunks (one for generateContent, many when streaming)."""
 
-    def __init__(self, stream: bool) -> None:
+    def __init__(self, stream: bool, drafts: bool = True) -> None:
         self.stream = stream
+        self.keep_drafts = drafts  # decode thought images (not when a stream already reported them)
         self.sink = ImageSink()
         self.segments: list[list[str]] = []  # text runs; an image between them starts a new run
         self.parts: list[dict[str, Any]] = []  # provider_state parts
@@ -107,6 +128,8 @@ class _Reader:
         self.finish_message: str | None = None
         self.block: tuple[str, str | None] | None = None
         self.candidates = 0
+        self.thought_text: list[str] = []
+        self.drafts: list[ImageData] = []  # thought images
 
     def chunk(self, data: Any) -> None:
         if isinstance(data, list):  # a JSON array of responses (streaming without alt=sse)
@@ -135,8 +158,23 @@ class _Reader:
             if not isinstance(parts, list):
                 raise TypeError("content.parts is not a list")
             for part in parts:
-                if isinstance(part, dict) and part.get("thought") is not True:  # skip reasoning
+                if isinstance(part, dict) and part.get("thought") is True:
+                    self.thought(part)
+                elif isinstance(part, dict):
                     self.part(part)
+
+    def thought(self, part: dict[str, Any]) -> None:
+        """Reasoning: never a result, never resent; its words and images are progress."""
+        if isinstance(part.get("text"), str) and part["text"]:
+            self.thought_text.append(part["text"])
+        data = get(get(part, *_BLOB_KEYS), "data")
+        if self.keep_drafts and isinstance(data, str) and data:
+            try:
+                draft = parse_image_ref(data)
+            except ValueError:
+                return  # an unreadable draft costs nothing: it was only a preview
+            if isinstance(draft, ImageData):
+                self.drafts.append(draft)
 
     def part(self, part: dict[str, Any]) -> None:
         blob = get(part, *_BLOB_KEYS)
@@ -194,7 +232,8 @@ class _Reader:
                 raise NoImageError(reason=self.finish, model_text=said)
         return ParsedAnswer(images=self.sink.images, image_urls=self.sink.urls, text=text,
                             usage=self.usage, finish_reason=self.finish, model=self.model,
-                            provider_state={"gemini_parts": self.parts} if self.parts else None)
+                            provider_state={"gemini_parts": self.parts} if self.parts else None,
+                            drafts=self.drafts)
 
 
 def _signature(part: dict[str, Any]) -> bool:
@@ -210,8 +249,26 @@ def parse_response(config: ProviderConfig, body: bytes) -> ParsedAnswer:
 
 @guarded
 def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
-    reader = _Reader(stream=True)
+    reader = _Reader(stream=True, drafts=False)  # the stream's drafts were reported as they came
     for event in events:
         if event and not event.isspace():
             reader.chunk(load_json(event))
     return reader.result()
+
+
+@guarded
+def stream_progress(config: ProviderConfig, event: bytes,
+                    state: dict[str, Any]) -> tuple[list[Progress], dict[str, Any]]:
+    """One streamed chunk's thought text, answer text and thought images (see providers.base)."""
+    if not event or event.isspace():
+        return [], state
+    reader = _Reader(stream=True)
+    reader.chunk(load_json(event))
+    words = "".join(reader.thought_text)
+    answer = "".join("".join(seg) for seg in reader.segments)
+    pieces = [Progress(preview=img) for img in reader.drafts]
+    if answer and state.get("thinking"):  # thoughts end: start the answer on its own line
+        answer = "\n\n" + answer
+    if words or answer:
+        pieces.insert(0, Progress(text=words + answer))
+    return pieces, {"thinking": bool(words) or (state.get("thinking", False) and not answer)}

@@ -4,12 +4,23 @@ Nothing here knows about HTTP or Discord: a request says what to draw, a result 
 """
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 RESOLUTIONS = ("1K", "2K", "4K")
 MAX_COUNT = 4  # images one request may ask for (/imagine's count, the CLI's --count)
+
+# Models that think before they draw and may send interim "thought" images (Nano Banana Pro and 2),
+# by Google's names and the gateways' aliases.
+_THINKING_MODEL = re.compile(r"gemini-3|nano[-_]?banana[-_]?(pro|2)", re.IGNORECASE)
+
+
+def thinks(model: str) -> bool:
+    """Whether `model` is a Gemini 3 image model (thinks, signs its turns, may send draft images)."""
+    return bool(_THINKING_MODEL.search(model or ""))
 
 
 @dataclass(frozen=True)
@@ -75,3 +86,21 @@ class GenerationResult:
     provider_state: dict[str, Any] | None = None
     # Providers tried before this one succeeded (failover), in order, for logs, notes and the CLI.
     attempts: list[Attempt] = field(default_factory=list)
+    # Things the member should know although it worked, e.g. "asked for 2 images, got 1".
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a streaming answer has shown so far, reported while it arrives (never a result).
+
+    `text`: the model's words so far in this attempt (thoughts and answer), newest last.
+    `preview`: an interim "thought" image; the final image is only in GenerationResult.images.
+    """
+
+    text: str | None = None
+    preview: ImageData | None = None
+
+
+# The caller's progress callback (plain or async). Keep it quick: the answer waits for it.
+OnProgress = Callable[[Progress], "Awaitable[None] | None"]

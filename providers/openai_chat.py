@@ -17,8 +17,9 @@ from typing import Any
 
 from .base import HttpRequest, ParsedAnswer, ProviderConfig
 from .errors import NoImageError, RefusedError, ServerError
+from .gemini import SKIP_SIGNATURE
 from .images import data_uri, find_markdown_images, looks_like_image_ref
-from .models import GenerationRequest, ImageData
+from .models import GenerationRequest, ImageData, Progress, thinks
 from .parsing import (NO_IMAGE_REASONS, REFUSAL_REASONS, ImageSink, auth_headers, error_from_body,
                       get, guarded, image_ref, load_json, merge_usage, normalise_usage)
 
@@ -45,9 +46,14 @@ def _user_message(config: ProviderConfig, text: str, images: tuple[ImageData, ..
 
 def build_messages(config: ProviderConfig, request: GenerationRequest, prompt: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
+    # LiteLLM turns provider_specific_fields.thought_signatures into the part's thoughtSignature:
+    # Gemini 3 rejects a model turn without one, and this history has none of its own.
+    signed = config.chat_dialect == "litellm" and thinks(config.model)
     for turn in request.history:
         if turn.role == "model":
             messages.append({"role": "assistant", "content": turn.text or _MODEL_IMAGE_PLACEHOLDER})
+            if signed:
+                messages[-1]["provider_specific_fields"] = {"thought_signatures": [SKIP_SIGNATURE]}
         elif turn.text or turn.images:
             messages.append(_user_message(config, turn.text, turn.images))
     # The image being edited is the newest model output, even if a text-only answer came after it;
@@ -65,8 +71,13 @@ def build_request(config: ProviderConfig, request: GenerationRequest) -> HttpReq
     prompt = request.prompt
     if config.chat_options == "prompt" and (hint := options_hint(request)):
         prompt = f"{prompt}\n\n{hint}" if prompt else hint
-    body: dict[str, Any] = {"model": config.model, "stream": config.stream,
+    stream = config.stream or config.wants_previews  # words and drafts come only while streaming
+    body: dict[str, Any] = {"model": config.model, "stream": stream,
                             "messages": build_messages(config, request, prompt)}
+    if config.chat_dialect == "litellm":
+        body["num_retries"] = 0  # this client retries (honouring the wait); LiteLLM's would multiply
+        if config.wants_previews:  # LiteLLM then asks Gemini for includeThoughts
+            body["thinking"] = {"type": "enabled", "summary": "auto"}
     if config.chat_options == "image_config":
         body["modalities"] = ["image", "text"]  # OpenRouter returns no image without it
         if image_config:
@@ -75,15 +86,26 @@ def build_request(config: ProviderConfig, request: GenerationRequest) -> HttpReq
         body["extra_body"] = {"google": {"image_config": image_config}}  # a literal key, as documented
     headers = {**auth_headers(config), "Content-Type": "application/json"}
     return HttpRequest("POST", f"{config.base_url}/chat/completions", headers, json=body,
-                       stream=config.stream)
+                       stream=stream)
 
 
 class _Answer:
-    """Accumulates one answer from a full message or from stream deltas."""
+    """Accumulates one answer from a full message or from stream deltas.
 
-    def __init__(self) -> None:
+    Draft ("thought") images are told apart by every marker gateways give: images streamed while
+    only reasoning has arrived (LiteLLM), LiteLLM's empty thinking blocks (one per thought image).
+    Without a marker, a thinking model's answer is flagged last_is_final.
+    """
+
+    def __init__(self, config: ProviderConfig, stream: bool, finals: bool = True) -> None:
+        self.config, self.stream, self.finals = config, stream, finals
         self.sink = ImageSink()
+        self.draft_sink = ImageSink()
         self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.reasoned = False  # reasoning has arrived
+        self.thought_images = 0  # LiteLLM: a thinking block with no words is a thought image
+        self.answered = False  # answer text (not reasoning) has arrived
         self.usage: dict[str, Any] = {}
         self.model: str | None = None
         self.finish: str | None = None
@@ -106,7 +128,10 @@ class _Answer:
             if choice.get("error"):  # OpenRouter may report a mid-answer failure on the choice
                 raise error_from_body(None, {"error": choice["error"]})
             self.finish = get(choice, "finish_reason", "finishReason") or self.finish
-            self.native_finish = get(choice, "native_finish_reason") or self.native_finish
+            # OpenRouter: on the choice; LiteLLM: in provider_specific_fields
+            self.native_finish = (get(choice, "native_finish_reason")
+                                  or get(choice.get("provider_specific_fields"), "native_finish_reason")
+                                  or self.native_finish)
         # choices: [] with a reason at the top level (a gateway's translation of a blocked prompt)
         feedback = get(data, "promptFeedback", "prompt_feedback")
         self.native_finish = (self.native_finish or get(data, "native_finish_reason", "finish_reason")
@@ -116,23 +141,39 @@ class _Answer:
     def message(self, msg: Any, sep: str) -> None:
         if not isinstance(msg, dict):
             return
+        reasoning = get(msg, "reasoning_content", "reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            self.reasoning.append(reasoning)
+            self.reasoned = True
+        blocks = msg.get("thinking_blocks")
+        if isinstance(blocks, list):
+            self.thought_images += sum(1 for b in blocks if isinstance(b, dict) and not b.get("thinking"))
         content = msg.get("content")
         if isinstance(content, dict):  # a single part instead of a list
             content = [content]
+        refs, said = [], ""
         if isinstance(content, str):
-            self.text.append(content)
+            said = content
         elif isinstance(content, list):
             pieces = []
             for part in content:
                 if isinstance(part, str) or (isinstance(part, dict) and part.get("type") == "text"):
                     pieces.append(part if isinstance(part, str) else str(part.get("text") or ""))
                 else:
-                    self.sink.add(image_ref(part))
-            self.text.append(sep.join(pieces))
-        for item in msg.get("images") or []:  # OpenRouter, LiteLLM >= 1.77
-            self.sink.add(image_ref(item))
+                    refs.append(image_ref(part))
+            said = sep.join(pieces)
+        if content is not None:
+            self.text.append(said)
+        self.answered = self.answered or bool(said.strip())
+        refs += [image_ref(item) for item in msg.get("images") or []]  # OpenRouter, LiteLLM >= 1.77
         if msg.get("image"):  # LiteLLM < 1.77
-            self.sink.add(image_ref(msg["image"]))
+            refs.append(image_ref(msg["image"]))
+        draft = self.stream and self.reasoned and not self.answered
+        for ref in refs:
+            if draft:
+                self.draft_sink.add(ref)
+            elif self.finals:
+                self.sink.add(ref)
         if isinstance(msg.get("refusal"), str) and msg["refusal"]:
             self.refusal = msg["refusal"]
 
@@ -143,9 +184,18 @@ class _Answer:
             refs, text = [text], ""
         for ref in refs:
             self.sink.add(ref)
+        images, drafts = list(self.sink.images), list(self.draft_sink.images)
+        last_is_final = False
+        if 0 < self.thought_images < len(images):  # thought images come first
+            drafts, images = drafts + images[:self.thought_images], images[self.thought_images:]
+        if self.sink.empty and drafts:  # no answer text came: the last image is the final render
+            images = [drafts.pop()]
+        elif not drafts and len(images) > 1 and (self.reasoned or thinks(self.config.model)):
+            last_is_final = True
         self.sink.check()
-        if self.sink.empty:
-            reasons = {str(r).upper() for r in (self.native_finish, self.finish) if r}
+        if not images and not self.sink.urls:
+            self.draft_sink.check()
+            reasons = {str(r).upper() for r in (self.native_finish or self.finish,) if r}
             reason, said = self.native_finish or self.finish, text or self.refusal
             if reasons & REFUSAL_REASONS:
                 raise RefusedError(reason=reason, model_text=said)
@@ -153,15 +203,16 @@ class _Answer:
                 raise NoImageError(reason=reason, model_text=said)
             if "ERROR" in reasons:  # the gateway gave up mid-answer without an error object
                 raise ServerError(detail=f"finish_reason {reason}")
-        if self.sink.empty and self.refusal:
-            raise RefusedError(reason="refusal", model_text=self.refusal)
-        return ParsedAnswer(images=self.sink.images, image_urls=self.sink.urls, text=text,
-                            usage=self.usage, finish_reason=self.finish, model=self.model)
+            if self.refusal:
+                raise RefusedError(reason="refusal", model_text=self.refusal)
+        return ParsedAnswer(images=images, image_urls=self.sink.urls, text=text, usage=self.usage,
+                            finish_reason=self.native_finish or self.finish, model=self.model,
+                            drafts=drafts, last_is_final=last_is_final)
 
 
 @guarded
 def parse_response(config: ProviderConfig, body: bytes) -> ParsedAnswer:
-    answer = _Answer()
+    answer = _Answer(config, stream=False)
     for choice in answer.envelope(load_json(body)):
         answer.message(get(choice, "message", "delta"), "\n")
     return answer.result("\n")
@@ -169,10 +220,28 @@ def parse_response(config: ProviderConfig, body: bytes) -> ParsedAnswer:
 
 @guarded
 def parse_stream(config: ProviderConfig, events: list[bytes]) -> ParsedAnswer:
-    answer = _Answer()
+    answer = _Answer(config, stream=True)
     for event in events:
         if not event or event.isspace():  # keep-alives; isspace() does not copy megabytes
             continue
         for choice in answer.envelope(load_json(event)):
             answer.message(get(choice, "delta", "message"), "")
     return answer.result("")
+
+
+@guarded
+def stream_progress(config: ProviderConfig, event: bytes,
+                    state: dict[str, Any]) -> tuple[list[Progress], dict[str, Any]]:
+    """One SSE chunk's words (reasoning and answer) and draft images (see providers.base)."""
+    if not event or event.isspace():
+        return [], state
+    answer = _Answer(config, stream=True, finals=False)  # final images are not decoded here
+    answer.reasoned, answer.answered = bool(state.get("reasoned")), bool(state.get("answered"))
+    for choice in answer.envelope(load_json(event)):
+        answer.message(get(choice, "delta", "message"), "")
+    _refs, words = find_markdown_images("".join(answer.reasoning + answer.text))
+    # words only: not an image's base64 (a Markdown image cut across deltas, a bare data URI)
+    words = "" if "base64," in words or looks_like_image_ref(words) else words
+    pieces = [Progress(text=words)] if words else []
+    pieces += [Progress(preview=img) for img in answer.draft_sink.images]
+    return pieces, {"reasoned": answer.reasoned, "answered": answer.answered}

@@ -4,7 +4,7 @@ A 4K image's answer is 17-23 MB and reaches the event loop in aiohttp's chunks o
 Joining them is a copy into fresh memory that took 15-70 ms of the loop in the benchmark (py-spy
 --native, `python -m bench`), and growing one bytearray instead moved it on most reallocations.
 So the loop keeps the pieces in a `Chunks`, and the join happens where the answer is parsed: a
-worker process, which providers.cpu hands a Chunks to through a file, so it arrives joined.
+worker process, which core.cpu hands a Chunks to through a file, so it arrives joined.
 """
 from __future__ import annotations
 

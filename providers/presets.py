@@ -25,7 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "mulerun": dict(format="openai_chat", base_url="https://api.mulerun.com/v1",
                     model="gemini-2.5-flash-image-preview", chat_options="prompt"),
     "mixroute": dict(format="openai_images", base_url="https://console.mixroute.io/v1",
-                     model="gemini-2.5-flash-image", images_input="contents"),
+                     model="gemini-2.5-flash-image", images_input="contents", images_options="mixroute"),
     # The YEScale seed shows no host: the base URL must be given.
     "yescale": dict(format="gemini", base_url=None,
                     model="gemini-2.5-flash-image-preview", auth="x-goog-api-key"),
@@ -35,6 +35,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                    model="gemini-2.5-flash-image", auth="x-goog-api-key"),
     "openrouter": dict(format="openai_chat", base_url="https://openrouter.ai/api/v1",
                        model="google/gemini-2.5-flash-image", chat_options="image_config"),
+    # A LiteLLM proxy (self-hosted: the base URL must be given) in front of Gemini.
+    "litellm": dict(format="openai_chat", base_url=None, model="gemini-2.5-flash-image",
+                    chat_options="image_config", chat_dialect="litellm"),
 }
 
 _NAME_RE = re.compile(r"^[a-z0-9_]+$")
@@ -63,6 +66,9 @@ _OPTIONAL_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "chat_options": ("CHAT_OPTIONS", _choice("extra_body", "image_config", "prompt")),
     "chat_string_content": ("CHAT_STRING_CONTENT", parse_bool),
     "images_input": ("IMAGES_INPUT", _choice("contents", "edits")),
+    "chat_dialect": ("CHAT_DIALECT", _choice("plain", "litellm")),
+    "images_options": ("IMAGES_OPTIONS", _choice("openai", "mixroute")),
+    "previews": ("PREVIEWS", parse_bool),
     "allow_private_urls": ("ALLOW_PRIVATE_URLS", parse_bool),
     "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _parse_int(1)),
 }
@@ -149,7 +155,7 @@ def _load_one(name: str, env: Mapping[str, str], problems: list[str]) -> Provide
                         f"(or set {prefix}PRESET" + (f"; a provider named {close!r} uses that preset" if close
                                                      else "") + ")")
     if "base_url" not in values and not unknown_preset:
-        hint = " (the yescale preset has no default host)" if preset == "yescale" else ""
+        hint = f" (the {preset} preset has no default host)" if preset else ""
         problems.append(f"{prefix}BASE_URL is not set{hint}: give the gateway URL including its "
                         "version segment, e.g. https://api.example.com/v1")
     if not values["api_key"]:

@@ -14,8 +14,11 @@ Default answers (a real PNG, see `image_bytes` / `image_size`):
                                      nanobanana* -> markdown, vendor/model -> images, else parts);
                                      "stream": true -> SSE (LF, [DONE], usage-only chunk)
     POST .../images/generations|edits  {"created", "data": [{"b64_json"}] * n}
-    POST .../models/M:generateContent  candidates with thoughtSignatures (+ thought parts if
-                                     `thoughts`); :streamGenerateContent -> SSE (CRLF, no [DONE])
+    POST .../models/M:generateContent  candidates with thoughtSignatures (+ thought parts: text and
+                                     `thought_images` images, if `thoughts` or, for Gemini 3 models,
+                                     if thinkingConfig.includeThoughts); :streamGenerateContent ->
+                                     SSE (CRLF, no [DONE], `stream_delay` s between events). Gemini 3
+                                     models answer 400 INVALID_ARGUMENT to an unsigned model turn.
     GET  /files/NAME                 bytes registered with add_file()
 Admin API for other processes: POST /_fake/enqueue (a Reply as JSON, `body_b64` for raw bytes),
 GET /_fake/requests, POST /_fake/reset.
@@ -78,6 +81,7 @@ class Reply:
     cut: bool = False  # send half of the stream, then drop the connection
     keepalive: bool = False  # an SSE ": keep-alive" comment before each event
     drop: bool = False  # close the connection without any answer
+    event_delay: float = 0.0  # seconds between SSE events (each sent and flushed on its own)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Reply":
@@ -126,12 +130,14 @@ class RecordedRequest:
 class FakeGateway:
     def __init__(self, *, image: bytes | None = None, image_size: tuple[int, int] = (64, 48),
                  image_bytes: int | None = None, chat_style: str = "auto", thoughts: bool = False,
-                 text: str = "Here is your image.", latency: float = 0.0,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 text: str = "Here is your image.", latency: float = 0.0, thought_images: int = 1,
+                 stream_delay: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
         self.image = image or make_png(image_size, image_bytes)
         self.thought_image = make_png((8, 8), color=(0, 0, 0))
         self.chat_style = chat_style
         self.thoughts = thoughts
+        self.thought_images = thought_images
+        self.stream_delay = stream_delay
         self.text = text
         self.latency = latency
         self.requests: list[RecordedRequest] = []
@@ -245,27 +251,37 @@ class FakeGateway:
             self._variants[(i, self.image)] = base64.b64encode(png).decode()
         return self._variants[(i, self.image)]
 
-    def gemini_parts(self) -> list[dict[str, Any]]:
-        thought = [{"text": "Planning the composition.", "thought": True},
-                   {"inlineData": {"mimeType": "image/png",
-                                   "data": base64.b64encode(self.thought_image).decode()}, "thought": True}]
-        return (thought if self.thoughts else []) + [
+    def draft_image(self, i: int) -> bytes:
+        """The i-th interim "thought" image (0 is `thought_image`; the others differ)."""
+        return self.thought_image if i == 0 else make_png((8 + 4 * i, 8), color=(0, 40 * i, 0))
+
+    def gemini_parts(self, thoughts: bool | None = None) -> list[dict[str, Any]]:
+        """Like Gemini 3: thought parts (no signature) first, then the signed answer."""
+        thought: list[dict[str, Any]] = [{"text": "**Planning the composition**\n\n", "thought": True}]
+        for i in range(self.thought_images):
+            thought.append({"inlineData": {"mimeType": "image/png",
+                                           "data": base64.b64encode(self.draft_image(i)).decode()},
+                            "thought": True})
+            thought.append({"text": f"**Refining draft {i + 1}**\n\n", "thought": True})
+        return (thought if (self.thoughts if thoughts is None else thoughts) else []) + [
             {"text": self.text, "thoughtSignature": SIGNATURE_TEXT},
             {"inlineData": {"mimeType": self.mime_type, "data": self.image_b64}, "thoughtSignature": SIGNATURE_IMAGE},
         ]
 
-    def gemini_answer(self, model: str, stream: bool) -> Reply:
+    def gemini_answer(self, model: str, stream: bool, body: dict[str, Any] | None = None) -> Reply:
         usage = {"promptTokenCount": 17, "candidatesTokenCount": 1290, "totalTokenCount": 1307}
+        asked = (body or {}).get("generationConfig", {}).get("thinkingConfig", {}).get("includeThoughts")
+        parts = self.gemini_parts(True if asked is True and GEMINI_3.search(model) else None)
         if not stream:
-            return Reply(body={"candidates": [{"content": {"role": "model", "parts": self.gemini_parts()},
+            return Reply(body={"candidates": [{"content": {"role": "model", "parts": parts},
                                                "finishReason": "STOP", "index": 0}],
                                "usageMetadata": usage, "modelVersion": model, "responseId": "fake"})
         events = [{"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}],
-                   "modelVersion": model} for part in self.gemini_parts()]
+                   "modelVersion": model} for part in parts]
         events.append({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]},
                                        "finishReason": "STOP", "index": 0}],
                        "usageMetadata": usage, "modelVersion": model})
-        return Reply(events=events, crlf=True, done=False)
+        return Reply(events=events, crlf=True, done=False, event_delay=self.stream_delay)
 
     def default_answer(self, rec: RecordedRequest) -> Reply:
         body = rec.json if isinstance(rec.json, dict) else {}
@@ -276,7 +292,7 @@ class FakeGateway:
             return self.images_answer(int(n or 1))
         match = re.search(r"/models/([^/:]+):(generateContent|streamGenerateContent)$", rec.path)
         if match:
-            return self.gemini_answer(match.group(1), match.group(2) == "streamGenerateContent")
+            return self.gemini_answer(match.group(1), match.group(2) == "streamGenerateContent", body)
         return Reply(status=404, body={"error": {"message": f"no route for {rec.path}"}})
 
     # --- serving ----------------------------------------------------------------------------
@@ -292,7 +308,7 @@ class FakeGateway:
             return web.Response(body=found[0], content_type=found[1])
         rec = await self._record(request)
         self.requests.append(rec)
-        reply = self._queue.popleft() if self._queue else self.default_answer(rec)
+        reply = unsigned_model_turn(rec) or (self._queue.popleft() if self._queue else self.default_answer(rec))
         if self.latency or reply.delay:
             await asyncio.sleep(self.latency + reply.delay)
         return await self._send(request, reply)
@@ -331,18 +347,25 @@ class FakeGateway:
             headers = {"Content-Type": ctype, **reply.headers}
             return web.Response(status=reply.status, body=body, headers=headers)
         nl = b"\r\n" if reply.crlf else b"\n"
-        out = bytearray()
+        frames = []
         for event in reply.events:
             payload = json.dumps(event).encode() if isinstance(event, (dict, list)) else \
                 (event.encode() if isinstance(event, str) else event)
-            if reply.keepalive:
-                out += b": keep-alive" + nl + nl
-            out += b"".join(b"data: " + line + nl for line in payload.split(b"\n")) + nl
+            frames.append((b": keep-alive" + nl + nl if reply.keepalive else b"")
+                          + b"".join(b"data: " + line + nl for line in payload.split(b"\n")) + nl)
         if reply.done:
-            out += b"data: [DONE]" + nl + nl
+            frames.append(b"data: [DONE]" + nl + nl)
         resp = web.StreamResponse(status=reply.status,
                                   headers={"Content-Type": "text/event-stream", **reply.headers})
         await resp.prepare(request)
+        if reply.event_delay and not reply.cut:
+            for i, frame in enumerate(frames):
+                if i:
+                    await asyncio.sleep(reply.event_delay)
+                await resp.write(frame)
+            await resp.write_eof()
+            return resp
+        out = b"".join(frames)
         if reply.cut:
             await resp.write(bytes(out[: len(out) // 2]))
             await asyncio.sleep(0.01)
@@ -368,10 +391,34 @@ class FakeGateway:
         return web.json_response({"error": {"message": "unknown admin action"}}, status=404)
 
 
+GEMINI_3 = re.compile(r"gemini-3")
+
+
+def unsigned_model_turn(rec: RecordedRequest) -> Reply | None:
+    """Gemini 3's rule: in the history, a model turn's first part and each of its images carry the
+    thoughtSignature the model gave them (or Google's placeholder); else 400 INVALID_ARGUMENT."""
+    match = re.search(r"/models/([^/:]+):(?:stream)?[gG]enerateContent$", rec.path)
+    if not match or not GEMINI_3.search(match.group(1)) or not isinstance(rec.json, dict):
+        return None
+    for c, content in enumerate(rec.json.get("contents") or []):
+        if not isinstance(content, dict) or content.get("role") != "model":
+            continue
+        parts = [p for p in content.get("parts") or [] if isinstance(p, dict) and p.get("thought") is not True]
+        for i, part in enumerate(parts):
+            needs = i == 0 or "inlineData" in part or "inline_data" in part
+            if needs and not (part.get("thoughtSignature") or part.get("thought_signature")):
+                return Reply(status=400, body={"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": (
+                    f"Unable to submit request because a model part is missing a thought_signature in "
+                    f"content position {c + 1}, part position {i + 1}. Learn more: "
+                    "https://ai.google.dev/gemini-api/docs/thought-signatures")}})
+    return None
+
+
 async def _serve(args: argparse.Namespace) -> None:
     size = tuple(int(x) for x in args.image_size.lower().split("x"))
     gw = FakeGateway(image_size=size, image_bytes=args.image_bytes, chat_style=args.chat_style,  # type: ignore[arg-type]
-                     thoughts=args.thoughts, latency=args.latency, host=args.host, port=args.port)
+                     thoughts=args.thoughts, latency=args.latency, host=args.host, port=args.port,
+                     thought_images=args.thought_images, stream_delay=args.stream_delay)
     async with gw:
         print(f"FAKE_GATEWAY_URL={gw.url}", flush=True)
         await asyncio.Event().wait()
@@ -386,6 +433,8 @@ def main() -> None:
     parser.add_argument("--image-size", default="1024x1024", help="answer PNG pixels, WxH")
     parser.add_argument("--chat-style", choices=("auto", "parts", "markdown", "images"), default="auto")
     parser.add_argument("--thoughts", action="store_true", help="Gemini answers include thought parts")
+    parser.add_argument("--thought-images", type=int, default=1, help="interim images among the thoughts")
+    parser.add_argument("--stream-delay", type=float, default=0.0, help="seconds between SSE events")
     try:
         asyncio.run(_serve(parser.parse_args()))
     except KeyboardInterrupt:

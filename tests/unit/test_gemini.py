@@ -59,7 +59,8 @@ def test_google_stream_image_to_image_request():
         {"inlineData": {"mimeType": "image/png", "data": PNG_B64}},
         {"inlineData": {"mimeType": "image/jpeg", "data": JPG_B64}}]}]
     assert req.json["generationConfig"] == {"responseModalities": ["TEXT", "IMAGE"],
-                                            "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"}}
+                                            "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"},
+                                            "thinkingConfig": {"includeThoughts": True}}  # previews
     assert "candidateCount" not in json.dumps(req.json)
 
 

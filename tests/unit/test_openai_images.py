@@ -16,7 +16,7 @@ from providers.models import GenerationRequest, Turn
 
 MIXROUTE = ProviderConfig(name="mixroute", format="openai_images", base_url="https://console.mixroute.io/v1",
                           api_key="sk-xxxxxxxxxx", model="gemini-2.5-flash-image", preset="mixroute",
-                          images_input="contents")
+                          images_input="contents", images_options="mixroute")
 EDITS = ProviderConfig(name="yescale-edits", format="openai_images", base_url="https://api.yescale.test/v1",
                        api_key="sk-yyyy", model="gemini-2.5-flash-image", images_input="edits")
 
@@ -71,12 +71,12 @@ def test_edits_multipart_single_and_several_images():
     assert (req.method, req.url, req.json) == ("POST", "https://api.yescale.test/v1/images/edits", None)
     assert req.headers == {"Authorization": "Bearer sk-yyyy"}  # multipart sets its own Content-Type
     assert req.form == [("model", "gemini-2.5-flash-image", None, None), ("prompt", "make it night", None, None),
-                        ("n", "2", None, None), ("size", "3:2", None, None),
+                        ("n", "2", None, None), ("size", "1264x848", None, None),  # OpenAI's pixel size
                         ("image", PNG, "image1.png", "image/png")]
     req = openai_images.build_request(EDITS, GenerationRequest(
         "fuse", images=(to_image(PNG), to_image(JPG)), resolution="2K"))
     files = [f for f in req.form if f[2]]
-    assert ("image_size", "2K", None, None) in req.form
+    assert ("size", "2048x2048", None, None) in req.form and "image_size" not in [f[0] for f in req.form]
     assert files == [("image[]", PNG, "image1.png", "image/png"), ("image[]", JPG, "image2.jpg", "image/jpeg")]
 
 

@@ -223,7 +223,7 @@ def test_load_json_cuts_out_huge_strings_with_the_same_result():
 
 def test_load_json_of_huge_strings_leaves_no_reference_cycle_holding_the_body():
     # A cycle would keep the 20 MB answer alive until the garbage collector runs: in a CPU worker
-    # process (providers.cpu), which allocates few objects, that was seldom, and each answer stayed.
+    # process (core.cpu), which allocates few objects, that was seldom, and each answer stayed.
     import gc
     import sys
 

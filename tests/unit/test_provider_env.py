@@ -29,7 +29,8 @@ EXPECTED = {
     "mulerun": dict(format="openai_chat", base_url="https://api.mulerun.com/v1",
                     model="gemini-2.5-flash-image-preview", chat_options="prompt", auth="bearer"),
     "mixroute": dict(format="openai_images", base_url="https://console.mixroute.io/v1",
-                     model="gemini-2.5-flash-image", images_input="contents", auth="bearer"),
+                     model="gemini-2.5-flash-image", images_input="contents", images_options="mixroute",
+                     auth="bearer"),
     "infinityblue": dict(format="openai_chat", base_url="https://api.getinfinityblue.com/v1",
                          model="nanobanana_pro", chat_options="extra_body", chat_string_content=True),
     "google": dict(format="gemini", base_url="https://generativelanguage.googleapis.com/v1beta",
@@ -58,7 +59,31 @@ def test_yescale_needs_a_base_url_and_uses_x_goog_api_key():
 
 
 def test_every_preset_is_covered():
-    assert set(PRESETS) == set(EXPECTED) | {"yescale"}
+    assert set(PRESETS) == set(EXPECTED) | {"yescale", "litellm"}
+
+
+def test_litellm_needs_a_base_url_and_speaks_chat_with_litellm_fields():
+    (line,) = errors(env_for(PRESET="litellm", API_KEY="k"))
+    assert line.startswith("PROVIDER_MAIN_BASE_URL is not set (the litellm preset has no default host)")
+    config = load_one(PRESET="litellm", API_KEY="k", BASE_URL="http://127.0.0.1:4000/v1")
+    assert (config.format, config.chat_options, config.chat_dialect) == ("openai_chat", "image_config", "litellm")
+    assert config.max_retries == 2 and config.previews is None  # LiteLLM's own retries are turned off per request
+
+
+def test_previews_images_options_and_chat_dialect_variables():
+    config = load_one(FORMAT="gemini", BASE_URL="http://h/v1beta", API_KEY="k", MODEL="gemini-3-pro-image-preview")
+    assert config.wants_previews is True  # a thinking model on the gemini format
+    assert load_one(FORMAT="gemini", BASE_URL="http://h/v1beta", API_KEY="k", MODEL="gemini-3-pro-image-preview",
+                    PREVIEWS="off").wants_previews is False
+    assert load_one(FORMAT="gemini", BASE_URL="http://h/v1beta", API_KEY="k",
+                    MODEL="gemini-2.5-flash-image").wants_previews is False
+    config = load_one(FORMAT="openai_images", BASE_URL="http://h/v1", API_KEY="k", MODEL="m",
+                      IMAGES_OPTIONS="mixroute")
+    assert config.images_options == "mixroute" and config.images_input == "edits"  # OpenAI's default
+    assert errors(env_for(FORMAT="openai_chat", BASE_URL="http://h/v1", API_KEY="k", MODEL="m",
+                          CHAT_DIALECT="vllm", PREVIEWS="maybe")) == [
+        "PROVIDER_MAIN_CHAT_DIALECT: 'vllm' must be one of plain, litellm",
+        "PROVIDER_MAIN_PREVIEWS: 'maybe' must be true or false (1/0, yes/no, on/off)"]
 
 
 def test_explicit_variables_override_the_preset():
@@ -178,7 +203,7 @@ def test_repr_hides_the_key():
 def test_translator_for_each_format():
     modules = {"openai_chat": openai_chat, "openai_images": openai_images, "gemini": gemini}
     for preset in PRESETS:
-        extra = {"BASE_URL": "https://x/v1beta"} if preset == "yescale" else {}
+        extra = {"BASE_URL": "https://x/v1beta"} if preset in ("yescale", "litellm") else {}
         config = load_one(PRESET=preset, API_KEY="k", **extra)
         assert translator_for(config) is modules[config.format]
 
