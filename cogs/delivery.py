@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from core.delivery import DeliveryForbidden
-from providers.models import GenerationResult
+from providers.models import GenerationResult, ImageData
 
 from . import render
 from .preferences import post_settings_card
@@ -31,9 +31,16 @@ class DiscordDelivery:
         self.can_open_thread = isinstance(channel, discord.TextChannel)
         self._message: discord.Message | None = None
 
-    async def status(self, text: str, job_id: str) -> None:
+    async def status(self, text: str, job_id: str, preview: ImageData | None = None) -> None:
+        files = None
+        if preview is not None:  # downscaled off the loop: a draft is a small picture
+            try:
+                small = await self.bot.cpu.run_process(render.preview_jpeg, preview)
+                files = [render.OutFile("draft-preview.jpg", small)]
+            except Exception as exc:  # noqa: BLE001 - an unreadable draft is not worth a status line
+                log.info("job %s: draft preview not shown: %s", job_id, exc)
         try:
-            await self.reply.status(text, cancel_view(job_id))
+            await self.reply.status(text, cancel_view(job_id), files)
         except discord.HTTPException as exc:
             log.debug("status update for %s failed: %s", job_id, exc.status)
 

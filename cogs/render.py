@@ -81,6 +81,18 @@ def _shrink(img: ImageData, limit: int) -> tuple[bytes, str]:
             scale *= 0.75
 
 
+PREVIEW_SIDE = 384  # pixels: a draft is shown small, a few tens of KB
+
+
+def preview_jpeg(img: ImageData) -> bytes:
+    """A draft image as a small JPEG for the status message (blocking: run it off the loop)."""
+    with Image.open(io.BytesIO(img.data)) as picture:
+        picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+        buf = io.BytesIO()
+        picture.convert("RGB").save(buf, format="JPEG", quality=75)
+    return buf.getvalue()
+
+
 def caption(*, prompt: str, model: str, provider: str, resolution: str | None, seconds: float,
             model_text: str = "", notes: list[str] | None = None, author_mention: str = "") -> str:
     """The result message: who asked, the prompt, how it was made, the model's words, within 2000 chars."""

@@ -33,7 +33,8 @@ class Reply:
     channel: discord.abc.Messageable
     upload_limit: int
 
-    async def status(self, text: str, view: discord.ui.View | None) -> None: ...
+    async def status(self, text: str, view: discord.ui.View | None, files: list[OutFile] | None = None) -> None:
+        """Show a status line; `files` (a draft preview) replace what the message showed."""
 
     async def deliver(self, content: str, files: list[OutFile], view: discord.ui.View | None) -> discord.Message:
         ...
@@ -86,9 +87,10 @@ class InteractionReply(Reply):
         self._message_id = msg.id
         return msg
 
-    async def status(self, text: str, view: discord.ui.View | None) -> None:
+    async def status(self, text: str, view: discord.ui.View | None, files: list[OutFile] | None = None) -> None:
         if not self._expired():  # once the token is gone, a status line is not worth a channel message
-            await self._edit(content=text, view=view)
+            extra = {} if files is None else {"attachments": to_discord_files(files)}
+            await self._edit(content=text, view=view, **extra)
 
     async def deliver(self, content: str, files: list[OutFile], view: discord.ui.View | None) -> discord.Message:
         batches = chunks(files)
@@ -162,8 +164,9 @@ class ChannelReply(Reply):
             fields.pop("attachments", None)  # a fresh message has nothing to keep
             return await self._post(**fields)
 
-    async def status(self, text: str, view: discord.ui.View | None) -> None:
-        await self._post(content=text, view=view)
+    async def status(self, text: str, view: discord.ui.View | None, files: list[OutFile] | None = None) -> None:
+        extra = {} if files is None else {"files": to_discord_files(files)}
+        await self._post(content=text, view=view, **extra)
 
     async def deliver(self, content: str, files: list[OutFile], view: discord.ui.View | None) -> discord.Message:
         batches = chunks(files)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from providers.models import GenerationResult
+from providers.models import GenerationResult, ImageData
 
 
 class DeliveryForbidden(Exception):
@@ -23,8 +23,9 @@ class Delivery(Protocol):
     conversation_channel_id: int | None  # set when that channel is itself a conversation (a DM)
     can_open_thread: bool  # a regular channel, where a result starts a thread
 
-    async def status(self, text: str, job_id: str) -> None:
-        """Show progress with a Cancel button; failures are logged, never raised."""
+    async def status(self, text: str, job_id: str, preview: ImageData | None = None) -> None:
+        """Show progress with a Cancel button, and a new interim image (shown small, marked as a
+        draft) when there is one; failures are logged, never raised."""
 
     async def result(self, job_id: str, prompt: str, resolution: str | None, result: GenerationResult,
                      seconds: float) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.errors import NoImageError, ProviderError, RefusedError
-from providers.models import GenerationRequest, ImageData, Turn
+from providers.models import GenerationRequest, ImageData, Progress, Turn
 from store import Conversation, JobRecord, Store
 
 from .config import Config
@@ -37,6 +37,20 @@ from .queue import InProcessQueue, Ticket
 from .quota import LimitError, QuotaKeeper, Reservation
 
 log = logging.getLogger(__name__)
+
+PREVIEW_GAP = 1.5  # seconds: status edits that progress brings come at most this often
+WORDS_SHOWN = 160  # characters of the model's latest words on the status line
+
+
+def progress_lines(words: str, preview: bool) -> str:
+    """The status line's second part while a streaming answer arrives."""
+    lines = ""
+    if preview:
+        lines += "\n-# 🖼️ Draft preview: the final image replaces it"
+    latest = " ".join(words.split())[-WORDS_SHOWN:].replace("`", "'")
+    if latest:
+        lines += f"\n-# 💭 {'…' if len(words) > WORDS_SHOWN else ''}{latest}"
+    return lines
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,18 @@ class Job:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     final: bool = False
     reservation: Reservation | None = None
+    # Live progress from a streaming answer: the model's words, and a draft image not shown yet.
+    words: str = ""
+    preview: ImageData | None = None
+    shows_preview: bool = False  # a draft is on the status message
+    progressed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_progress(self, progress: Progress) -> None:
+        if progress.text:
+            self.words = progress.text
+        if progress.preview is not None:
+            self.preview = progress.preview
+        self.progressed.set()
 
 
 class JobRunner:
@@ -212,7 +238,7 @@ class JobRunner:
             history=tuple(Turn(t.role, t.text, t.images, t.provider_state) for t in history),
             aspect_ratio=spec.options.aspect_ratio, resolution=spec.options.resolution,
             count=spec.options.count)
-        result = await self.providers.generate(request, provider=spec.options.provider)
+        result = await self.providers.generate(request, provider=spec.options.provider, on_progress=job.on_progress)
         self.metrics.generation_seconds.labels(result.provider, result.model).observe(result.seconds)
         log.info("job %s: %s/%s answered %d image(s), %d bytes, in %.2f s", job.id, result.provider,
                  result.model, len(result.images), sum(len(i.data) for i in result.images), result.seconds)
@@ -252,9 +278,12 @@ class JobRunner:
         """Keep the status line fresh: queue position while waiting, elapsed time while running."""
         await ticket.wait_to_post()
         while True:
+            preview, job.preview = job.preview, None  # a draft is uploaded once
             if job.state == "running":
                 elapsed = time.monotonic() - job.started
                 text = f"🎨 Generating… {elapsed:.0f} s" if elapsed >= 1 else "🎨 Generating…"
+                text += progress_lines(job.words, preview is not None or job.shows_preview)
+                job.shows_preview = job.shows_preview or preview is not None
             elif job.state == "queued":
                 text = f"⏳ In the queue, position {self.position(job) or 1}…"
             else:
@@ -263,10 +292,18 @@ class JobRunner:
                 if job.final:
                     return
                 try:
-                    await job.delivery.status(text, job.id)
+                    await job.delivery.status(text, job.id, preview)
                 finally:
                     ticket.posted()
-            await asyncio.sleep(self.config.status_interval)
+            edited = time.monotonic()
+            try:  # the next refresh, or sooner when the stream brings something new ...
+                await asyncio.wait_for(job.progressed.wait(), self.config.status_interval)
+                job.progressed.clear()
+                # ... but never more than one edit per PREVIEW_GAP: previews must not slow delivery
+                # or use up Discord's rate limits
+                await asyncio.sleep(max(0.0, edited + PREVIEW_GAP - time.monotonic()))
+            except asyncio.TimeoutError:
+                pass
 
     # -- lifecycle -----------------------------------------------------------------------------
 
