@@ -50,6 +50,7 @@ class DiscordDelivery:
         limit = self.reply.upload_limit
         for attempt in range(3):
             files, notes = await render.prepare(self.bot.cpu, result.images, prompt, limit)
+            notes += [w[:1].upper() + w[1:] + "." for w in result.warnings]  # e.g. fewer images than asked
             if result.attempts:
                 failed = ", ".join(a.provider for a in result.attempts)
                 notes.append(f"{failed} failed, so {result.provider} answered instead.")

@@ -9,7 +9,7 @@ import pytest
 
 from fakes.bot_helpers import bot_env, result_of
 from fakes.driver import Driver
-from fakes.fake_gateway import FakeGateway, make_png
+from fakes.fake_gateway import FakeGateway, Reply, make_png
 from fakes.secret_registry import register_secret
 
 KEY = register_secret("AIzaPreviewsKey-5566778899aabbccdd", "test_previews_e2e.KEY")
@@ -57,3 +57,15 @@ async def test_a_draft_appears_on_the_status_then_the_final_image_replaces_it(tm
         answer = await usage.response(timeout=10)
         text = str(answer.embeds) + answer.content
         assert "**2** images · $0.268" in text, text  # two generations of one image each at the Pro price
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_fewer_images_than_asked_is_said_in_the_result(tmp_path):
+    async with FakeGateway() as gw, Driver(log_dir=tmp_path) as d:
+        env = bot_env(d, gw, tmp_path / "data", PROVIDERS="mix", **gw.provider_env("mix", "mixroute", KEY))
+        await d.start_bot([sys.executable, "bot.py"], env=env)
+        gw.enqueue(Reply(body={"data": [{"b64_json": base64.b64encode(gw.image).decode()}]}))
+        h = await d.slash("imagine", {"prompt": "two pears", "count": 2})
+        result = await h.response(where=result_of, timeout=15)
+    assert gw.requests[-1].json["n"] == 2
+    assert len(result.attachments) == 1 and "Asked for 2 images, got 1." in result.content
