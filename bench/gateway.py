@@ -68,6 +68,9 @@ class TimedGateway(FakeGateway):
                 self.latency = float(data["latency"])
             if data.get("image_path"):
                 self.image = Path(data["image_path"]).read_bytes()
+            self.thoughts = bool(data.get("thoughts"))
+            self.thought_images = 2 if self.thoughts else 1
+            self.stream_delay = float(data.get("stream_delay") or 0.0)
             return web.json_response({"latency": self.latency, "image_bytes": len(self.image)})
         if action == "timings":
             return web.json_response(self.timings)

@@ -60,11 +60,13 @@ class GatewayProcess:
                 await self.proc.wait()
         self._log.close()
 
-    async def configure(self, *, latency: float, image: Path) -> int:
+    async def configure(self, *, latency: float, image: Path, thoughts: bool = False, stream_delay: float = 0.0) -> int:
+        """Set the answer for the next scenario (Gemini answers with `thoughts`: two drafts before the
+        image, `stream_delay` s between SSE events, as Nano Banana Pro streams)."""
         async with self._session.post(f"{self.url}/_bench/reset") as resp:
             resp.raise_for_status()
-        async with self._session.post(f"{self.url}/_bench/config",
-                                      json={"latency": latency, "image_path": str(image)}) as resp:
+        async with self._session.post(f"{self.url}/_bench/config", json={
+                "latency": latency, "image_path": str(image), "thoughts": thoughts, "stream_delay": stream_delay}) as resp:
             resp.raise_for_status()
             return (await resp.json())["image_bytes"]
 
@@ -74,12 +76,16 @@ class GatewayProcess:
             return await resp.json()
 
     def provider_env(self) -> dict[str, str]:
-        """Two providers on this gateway: `mule` (plain JSON) and `mulesse` (one SSE line per image)."""
-        env = {"PROVIDERS": "mule,mulesse"}
+        """Three providers on this gateway: `mule` (plain JSON), `mulesse` (one SSE line per image) and
+        `gempro` (Nano Banana Pro on Gemini's format: streams with its drafts as previews)."""
+        env = {"PROVIDERS": "mule,mulesse,gempro"}
         for name, stream in (("MULE", "false"), ("MULESSE", "true")):
             env.update({f"PROVIDER_{name}_PRESET": "mulerun", f"PROVIDER_{name}_API_KEY": API_KEY,
                         f"PROVIDER_{name}_BASE_URL": f"{self.url}/v1", f"PROVIDER_{name}_STREAM": stream,
                         f"PROVIDER_{name}_MAX_RETRIES": "0"})
+        env.update({"PROVIDER_GEMPRO_PRESET": "google", "PROVIDER_GEMPRO_API_KEY": API_KEY,
+                    "PROVIDER_GEMPRO_BASE_URL": f"{self.url}/v1beta", "PROVIDER_GEMPRO_MODEL": "gemini-3-pro-image-preview",
+                    "PROVIDER_GEMPRO_MAX_RETRIES": "0"})
         return env
 
 
@@ -140,13 +146,14 @@ BOT_SETTINGS = {"MAX_CONCURRENT_JOBS": "1000", "USER_MAX_JOBS": "1000"}
 
 
 @contextlib.asynccontextmanager
-async def bot_run(gateway: GatewayProcess, workdir: Path, name: str, *, users: int = 1):
+async def bot_run(gateway: GatewayProcess, workdir: Path, name: str, *, users: int = 1, defaults: bool = False):
+    """One bot for one scenario; `defaults`: the bot's own load settings, as an operator gets them."""
     workdir.mkdir(parents=True, exist_ok=True)
     lag_file = workdir / f"lag-{name}.txt"
     async with Driver(log_dir=workdir) as d:
         env = {"DATA_DIR": str(workdir / f"data-{name}"), "DEV_GUILD_ID": str(d.guild_id),
                "DISCORD_ATTACHMENT_HOSTS": d.cdn_host, "LAG_PROBE": "true", "LAG_PROBE_FILE": str(lag_file),
-               **BOT_SETTINGS, **gateway.provider_env()}
+               **({} if defaults else BOT_SETTINGS), **gateway.provider_env()}
         proc = await d.start_bot([sys.executable, "bot.py"], cwd=ROOT, env=env, timeout=60)
         ids = [d.alice] + [d.add_user(f"bench{i}") for i in range(max(0, users - 1))]
         run = BotRun(d, lag_file, proc.pid, ids)
@@ -170,8 +177,11 @@ async def _start_profiler(pid: int, out: Path):
         "--output", f"{out}.txt", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
+DRAFT_PREVIEW = "draft-preview.jpg"  # a status message's draft, not a result
+
+
 def has_image(message: Message) -> bool:
-    return bool(message.data.get("attachments"))
+    return any(a["filename"] != DRAFT_PREVIEW for a in message.data.get("attachments") or [])
 
 
 async def poll(check, timeout: float, what: str, interval: float = 0.02):
@@ -190,7 +200,7 @@ async def poll(check, timeout: float, what: str, interval: float = 0.02):
 def result_time(run: BotRun, h: Interaction) -> float | None:
     """When the fake stored the interaction's result (its original response with the image)."""
     rec = run.driver.world.find_message(h.record.original_id or 0)
-    if rec is None or rec.deleted or not rec.data.get("attachments"):
+    if rec is None or rec.deleted or not any(a["filename"] != DRAFT_PREVIEW for a in rec.data.get("attachments") or []):
         return None
     return rec.updated_at
 

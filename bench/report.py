@@ -17,6 +17,7 @@ TARGETS = {
     "loop_stall_max_ms": 50,
     "rss_per_4k_image_ratio": 4,
     "turn_overhead_growth": 1.10,
+    "concurrent10_wall_ratio": 1.15,
 }
 
 ROWS = [  # (key, label, format)
@@ -42,6 +43,10 @@ ROWS = [  # (key, label, format)
     ("turn_last_ms", "5. overhead of the last turn", "{:.1f} ms"),
     ("turn_overhead_growth", "5. last turn / turn 1", "{:.2f}"),
     ("throughput_per_s", "6. throughput (0.5 s latency)", "{:.1f} /s"),
+    ("concurrent_floor_ms", "7. one /imagine alone (2 s latency), default settings", "{:.0f} ms"),
+    ("concurrent_wall_ms", "7. ten at once: the slowest one's wait", "{:.0f} ms"),
+    ("concurrent10_wall_ratio", "7. ten at once / one alone", "{:.3f}"),
+    ("preview_lead_ms", "8. first draft preview shown before the final image (Pro, streaming)", "{:.0f} ms"),
 ]
 
 

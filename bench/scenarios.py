@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .harness import ROOT, GatewayProcess, RssSampler, bot_run, poll, wait_results
+from .harness import DRAFT_PREVIEW, ROOT, GatewayProcess, RssSampler, bot_run, poll, result_time, wait_results
 from .images import image_path
 
 MiB = 1024 * 1024
@@ -39,16 +39,22 @@ class Plan:
     turn_latency: float = 0.5
     throughput_jobs: int = 200      # 6: at once, 0.5 s latency
     throughput_latency: float = 0.5
+    concurrent_jobs: int = 10       # 7: at once at the bot's default settings, over one alone
+    concurrent_latency: float = 2.0
+    floor_calls: int = 3
+    preview_calls: int = 5          # 8: Nano Banana Pro streaming two drafts before the image
+    preview_event_delay: float = 0.5  # between SSE events (a draft every ~1 s, as Pro thinks)
 
 
 PLANS = {
     "full": Plan("full"),
     "quick": Plan("quick", overhead_calls=8, direct_calls=2, ack_rounds=1, big_jobs=6, conversations=1,
-                  turn_latency=0.2, throughput_jobs=60),
+                  turn_latency=0.2, throughput_jobs=60, floor_calls=2, preview_calls=2),
     # For the test suite: every code path once, tiny and fast; figures mean nothing.
     "smoke": Plan("smoke", overhead_calls=2, overhead_latency=0.05, direct_calls=1, ack_jobs=5, ack_rounds=1,
                   ack_latency=0.1, big_jobs=2, big_image="smoke-4k", big_latency=0.05, big_upload_limit=MiB,
-                  conversations=1, turns=2, turn_latency=0.05, throughput_jobs=6, throughput_latency=0.05),
+                  conversations=1, turns=2, turn_latency=0.05, throughput_jobs=6, throughput_latency=0.05,
+                  concurrent_jobs=3, concurrent_latency=0.1, floor_calls=1, preview_calls=1, preview_event_delay=0.3),
 }
 
 
@@ -251,4 +257,49 @@ async def throughput(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict
             "throughput_jobs": plan.throughput_jobs}
 
 
-SCENARIOS = {"overhead": overhead, "ack": ack, "4k": big_images, "turns": turns, "throughput": throughput}
+async def concurrent(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
+    """7. `concurrent_jobs` /imagine at once (different members) with the bot's default settings,
+    over the same run's floor: one /imagine alone. At 1.0 none waited for another."""
+    await gateway.configure(latency=plan.concurrent_latency, image=image_path("1k"))
+    async with bot_run(gateway, workdir, "concurrent", users=plan.concurrent_jobs, defaults=True) as run:
+        await _imagine_once(run, gateway, "warm-up")
+        floor = statistics.median([(await _imagine_once(run, gateway, f"bench floor {i}"))[0]
+                                   for i in range(plan.floor_calls)])
+        d = run.driver
+        handles = [await d.slash("imagine", {"prompt": f"bench concurrent {i}"}, user=run.user(i))
+                   for i in range(plan.concurrent_jobs)]
+        done = await wait_results(run, handles, 60 + 10 * plan.concurrent_jobs)
+    wall = max(d - h.dispatched_at for d, h in zip(done, handles))  # the slowest one's own wait
+    return {"concurrent10_wall_ratio": wall / floor, "concurrent_wall_ms": wall * 1000,
+            "concurrent_floor_ms": floor * 1000, "concurrent_jobs": plan.concurrent_jobs}
+
+
+async def previews(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
+    """8. Nano Banana Pro on Gemini's stream: how long before the final image the first draft
+    preview was on the status message (the member sees something that much sooner)."""
+    await gateway.configure(latency=0.0, image=image_path("1k"), thoughts=True, stream_delay=plan.preview_event_delay)
+    leads: list[float] = []
+    async with bot_run(gateway, workdir, "previews") as run:
+        d = run.driver
+        for i in range(plan.preview_calls):
+            h = await d.slash("imagine", {"prompt": f"bench preview {i}", "provider": "gempro"})
+            first: list[float] = []
+
+            def check():
+                rec = d.world.find_message(h.record.original_id or 0)
+                if not first and rec is not None and any(a["filename"] == DRAFT_PREVIEW
+                                                         for a in rec.data.get("attachments") or []):
+                    first.append(rec.updated_at)
+                return result_time(run, h)
+
+            done = await poll(check, 60, "a previewed result", interval=0.005)
+            if not first:
+                raise RuntimeError("no draft preview was shown before the result")
+            leads.append(done - first[0])
+            msg_id = h.record.original_id
+            await d.wait_for_thread(lambda t: int(t["id"]) == msg_id, timeout=30)
+    return {"preview_lead_ms": statistics.median(leads) * 1000, "preview_calls": plan.preview_calls}
+
+
+SCENARIOS = {"overhead": overhead, "ack": ack, "4k": big_images, "turns": turns, "throughput": throughput,
+             "concurrent": concurrent, "previews": previews}
