@@ -78,6 +78,9 @@ class ProviderConfig:
     # operator opts in (the gateway's own host is always allowed).
     allow_private_urls: bool = False
     max_download_bytes: int = 50 * 1024 * 1024
+    # The sizes this provider's model renders, when the operator lists them (a gateway's own model
+    # alias the bot cannot recognise); None: from the model name (core/models.py).
+    resolutions: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:  # keep the key out of every repr, log line and traceback
         return (f"ProviderConfig(name={self.name!r}, format={self.format!r}, base_url={self.base_url!r}, "
