@@ -153,7 +153,7 @@ async def test_the_thread_card_changes_the_settings_of_later_turns(world):
     mark = d.mark()
     await d.say(thread, "make it night", user="fay")
     answer = await d.wait_for_message(thread, result_of, after=mark, timeout=15)
-    assert "· 4K ·" in answer.content
+    assert "48×32 (4K asked)" in answer.content
     assert prompt_sent(gw.requests[-1]).endswith("make it night\n\nAspect ratio 9:16, 4K resolution.")
 
 
