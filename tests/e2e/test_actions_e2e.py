@@ -222,3 +222,33 @@ async def test_a_member_who_asked_is_told_by_dm_when_a_long_job_is_done(world):
     dm = await d.wait_for_message(d.dm("bob"), lambda m: "ready" in m.content, after=mark)
     assert f"/{msg.channel_id}/{msg.id}" in dm.content
     d.assert_clean()
+
+
+def refusal_answer() -> Reply:
+    message = {"role": "assistant", "content": [{"type": "text", "text": "I can't draw that."}]}
+    return Reply(body={"id": "chatcmpl-fake", "object": "chat.completion", "model": PRO,
+                       "choices": [{"index": 0, "message": message, "finish_reason": "content_filter"}]})
+
+
+async def test_a_refusal_reads_as_a_sentence_with_the_raw_reason_in_the_details_line(world):
+    d, gw = world
+    gw.enqueue(refusal_answer())
+    h = await d.slash("imagine", {"prompt": "something refused"})
+    msg = await h.response(where=lambda m: "declined" in m.content or "without an image" in m.content, timeout=15)
+    sentence, details = msg.content.split("\n-# ")
+    assert "I can't draw that." in sentence and "content_filter" not in sentence and "pro" not in sentence
+    assert details == "reason: content_filter · via pro"
+
+
+async def test_show_model_info_off_keeps_provider_and_model_names_out(tmp_path):
+    async with FakeGateway(image_size=(64, 64)) as gw, Driver(log_dir=tmp_path) as d:
+        await d.start_bot([sys.executable, "bot.py"], env={
+            "DATA_DIR": str(tmp_path / "data"), "DISCORD_ATTACHMENT_HOSTS": d.cdn_host,
+            **gw.provider_env("pro", "mulerun", API_KEY, MODEL=PRO), "PROVIDERS": "pro", "SHOW_MODEL_INFO": "off"})
+        msg = await (await d.slash("imagine", {"prompt": "a quiet caption"})).response(where=result_of, timeout=15)
+        assert "64×64" in msg.content and PRO not in msg.content and "via pro" not in msg.content
+        gw.enqueue(refusal_answer())
+        h = await d.slash("imagine", {"prompt": "refused quietly"})
+        refused = await h.response(where=lambda m: "I can't draw that." in m.content, timeout=15)
+        assert "content_filter" not in refused.content and "-#" not in refused.content
+        d.assert_clean()
