@@ -147,7 +147,8 @@ class Generate(commands.Cog):
             spec = JobSpec(kind=kind, user=interaction.user, guild_id=interaction.guild_id, prompt=prompt,
                            images=tuple(images), options=options, conversation=conv, parent="head")
             reply = InteractionReply(interaction)
-            await bot.jobs.submit(ticket, spec, DiscordDelivery(bot, reply, interaction.user.mention, interaction.user.id))
+            delivery = DiscordDelivery(bot, reply, interaction.user.mention, interaction.user.id)
+            await bot.jobs.submit(ticket, spec, delivery)
 
 
 async def setup(bot: ImageBot) -> None:

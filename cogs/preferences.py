@@ -88,9 +88,8 @@ def _choices(bot: ImageBot, field: str, settings: dict[str, Any]) -> list[tuple[
         return [("auto", "Shape: auto (the model decides or keeps the input's)")] + [
             (r, f"Shape: {r}") for r in ASPECT_RATIOS]
     if field == "res":
-        return [("default", "Resolution: model default (1K)")] + [(r, f"Resolution: {r}")
-                                                                     for r in provider_sizes(bot.providers,
-                                                                                             settings.get("provider"))]
+        sizes = provider_sizes(bot.providers, settings.get("provider"))
+        return [("default", "Resolution: model default (1K)")] + [(r, f"Resolution: {r}") for r in sizes]
     return [("default", f"Provider: default ({bot.providers.names[0]})")] + [
         (name, f"Provider: {name} ({bot.providers.get(name).config.model})"[:100]) for name in bot.providers.names]
 
