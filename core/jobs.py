@@ -165,8 +165,10 @@ class JobRunner:
         store = self.store
         conv = spec.conversation
         if conv is None:
+            # A description is a conversation of its own, even in a DM (which is otherwise one).
+            channel_id = None if spec.kind == "describe" else delivery.conversation_channel_id
             conv = await store.create_conversation(owner_id=spec.user.id, guild_id=spec.guild_id,
-                                                   channel_id=delivery.conversation_channel_id)
+                                                   channel_id=channel_id)
             # Later turns in the thread reuse this job's shape, resolution and provider.
             await store.update_options(conv.id, {k: v for k, v in spec.options.to_dict().items() if k != "count"})
             spec = replace(spec, conversation=conv, parent=None)
