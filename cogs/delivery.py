@@ -46,7 +46,7 @@ class DiscordDelivery:
         bot, limit = self.bot, self.reply.upload_limit
         for attempt in range(3):
             files, notes = await render.prepare(bot.cpu, result.images, prompt, limit)
-            if result.attempts:
+            if result.attempts and bot.config.show_model_info:  # names providers: a detail operators may hide
                 failed = ", ".join(a.provider for a in result.attempts)
                 notes.append(f"{failed} failed, so {result.provider} answered instead.")
             if result.images:
@@ -57,8 +57,8 @@ class DiscordDelivery:
                 view = result_view(job_id, images=len(result.images),
                                    upscale=can_upscale(bot.providers, result.provider, resolution))
             else:  # a text job (/describe): the words are the result
-                content, view = render.description(result.text, self.mention, result, bot.config.show_model_info,
-                                                   seconds), describe_view(job_id)
+                content = render.description(result.text, self.mention, result, bot.config.show_model_info, seconds)
+                view = describe_view(job_id)
             try:
                 self._message = await self.reply.deliver(content, files, view)
             except discord.Forbidden as exc:
