@@ -18,27 +18,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+REMIX_FORM = "nb:remix-form:"  # + job id: the Remix form, answered from its custom_id (see on_interaction)
+
+
 class RemixModal(discord.ui.Modal, title="Remix"):
     """Reroll with the prompt edited: the stored prompt, prefilled."""
 
-    def __init__(self, cog: Buttons, job_id: str, prompt: str) -> None:
-        super().__init__(timeout=900)
-        self.cog, self.job_id = cog, job_id
-        self.prompt = discord.ui.TextInput(label="Prompt", style=discord.TextStyle.paragraph, default=prompt[:4000],
-                                           max_length=4000)
-        self.add_item(self.prompt)
+    def __init__(self, job_id: str, prompt: str) -> None:
+        super().__init__(timeout=None, custom_id=f"{REMIX_FORM}{job_id}")
+        self.add_item(discord.ui.TextInput(label="Prompt", style=discord.TextStyle.paragraph, custom_id="prompt",
+                                           default=prompt[:4000], max_length=4000))
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        text = self.prompt.value.strip()
-        if not text:
-            await interaction.response.send_message("The prompt is empty; nothing to remix.", ephemeral=True)
-            return
-        if len(text) > self.cog.bot.config.max_prompt_chars:
-            await interaction.response.send_message(
-                f"The prompt is {len(text)} characters; the limit is {self.cog.bot.config.max_prompt_chars}.",
-                ephemeral=True)
-            return
-        await self.cog.start_once(interaction, "remix", self.job_id, 1, prompt=text)
+
+def submitted_text(components: list) -> str:
+    """The first text input's value in a modal submission, whatever its layout (rows or labels)."""
+    for item in components:
+        if "value" in item:
+            return str(item["value"] or "")
+        found = submitted_text(item.get("components") or ([item["component"]] if item.get("component") else []))
+        if found:
+            return found
+    return ""
 
 
 class Buttons(commands.Cog):
@@ -82,7 +82,25 @@ class Buttons(commands.Cog):
         if reason or turn is None:
             await interaction.response.send_message(reason or GONE, ephemeral=True)
             return
-        await interaction.response.send_modal(RemixModal(self, job_id, turn.text))
+        modal = RemixModal(job_id, turn.text)
+        await interaction.response.send_modal(modal)
+        # Not kept in memory: on_interaction answers the submission from its custom_id, so a form
+        # opened before a restart still works after it.
+        modal.stop()
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        data = interaction.data or {}
+        custom_id = str(data.get("custom_id") or "")
+        if interaction.type is not discord.InteractionType.modal_submit or not custom_id.startswith(REMIX_FORM):
+            return
+        text, limit = submitted_text(data.get("components") or []).strip(), self.bot.config.max_prompt_chars
+        if not text or len(text) > limit:
+            await interaction.response.send_message(
+                "The prompt is empty; nothing to remix." if not text else
+                f"The prompt is {len(text)} characters; the limit is {limit}.", ephemeral=True)
+            return
+        await self.start_once(interaction, "remix", custom_id[len(REMIX_FORM):], 1, prompt=text)
 
     async def branch(self, interaction: discord.Interaction, job_id: str) -> None:
         bot = self.bot

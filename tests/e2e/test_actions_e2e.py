@@ -137,13 +137,14 @@ async def test_a_1k_only_model_offers_no_upscale_and_refuses_4k_with_the_sizes_i
     assert len(gw.requests) == before
 
 
-async def test_remix_opens_the_prompt_prefilled_and_rerolls_with_the_edit(world):
+async def test_remix_opens_the_prompt_prefilled_and_rerolls_with_the_edit_even_after_a_restart(world):
     d, gw = world
     first = await (await d.slash("imagine", {"prompt": "a red tram"})).response(where=result_of, timeout=15)
     opened = await d.click(first, label="Remix")
     modal = await opened.modal()
     [field] = modal["inputs"]
     assert field["value"] == "a red tram"
+    await d.restart_bot()  # a form left open across a restart still works
     before, mark = len(gw.requests), d.mark()
     submitted = await d.submit_modal(opened, {field["custom_id"]: "a blue tram at night"})
     thread = await d.wait_for_thread(lambda t: int(t["id"]) == first.id)
