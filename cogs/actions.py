@@ -51,30 +51,34 @@ async def start_from_stored_job(bot: ImageBot, interaction: discord.Interaction,
     if conv is None or user_turn is None:
         return await say(GONE)
     options = Options.from_dict(record.options)
+    subject = record.options.get("subject") or user_turn.text  # the member's words behind a Vary or Upscale
     spec = JobSpec(kind=action, user=interaction.user, guild_id=interaction.guild_id, prompt=user_turn.text,
-                   images=user_turn.images, options=options, conversation=conv, parent=user_turn.parent_id)
+                   images=user_turn.images, options=options, conversation=conv, parent=user_turn.parent_id,
+                   title=record.options.get("title") or "", subject=subject)
     if action == "remix":
-        spec = replace(spec, prompt=prompt or user_turn.text)
+        spec = replace(spec, prompt=prompt or user_turn.text, title="", subject="")
     elif action in ("vary", "upscale"):
         if model_turn is None or not 1 <= index <= len(model_turn.images):
             return await say("That image is no longer stored, so it cannot be reused.")
         images, chosen = len(model_turn.images), model_turn.images[index - 1]
         # The chosen image itself is the input, after the result it belongs to in the conversation.
         spec = replace(spec, images=(chosen,), parent=model_turn.id, options=replace(options, count=1))
+        which = f"image {index}" if images > 1 else "the image"
         if action == "vary":
-            spec = replace(spec, prompt=vary_prompt(index, images))
+            spec = replace(spec, prompt=vary_prompt(index, images), title=f"{subject} · a variation of {which}")
         else:
             provider = model_turn.provider if model_turn.provider in bot.providers.names else options.provider
             if not can_upscale(bot.providers, provider, options.resolution):
                 return await say(_cannot_upscale(bot, provider, options.resolution))
             size = largest_size(bot.providers, provider)
             spec = replace(spec, prompt=upscale_prompt(index, images, size),
+                           title=f"{subject} · {which} upscaled to {size}",
                            options=replace(spec.options, resolution=size, provider=provider))
     elif action == "imagine":  # under a /describe answer: draw the prompt the model wrote
         if model_turn is None or not model_turn.text:
             return await say(GONE)
         spec = replace(spec, kind="imagine", prompt=model_turn.text[:bot.config.max_prompt_chars], images=(),
-                       conversation=None, parent=None, options=replace(options, count=1))
+                       title="", subject="", conversation=None, parent=None, options=replace(options, count=1))
     return await _submit(bot, interaction, spec)
 
 

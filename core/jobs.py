@@ -69,6 +69,8 @@ class JobSpec:
     options: Options = field(default_factory=Options)
     conversation: Conversation | None = None
     parent: int | str | None = "head"
+    title: str = ""  # what the result's caption shows, when not the prompt sent (Vary, Upscale)
+    subject: str = ""  # the member's own prompt that Vary and Upscale (and their rerolls) started from
 
 
 class Ticket:
@@ -179,7 +181,8 @@ class JobRunner:
             id=job.id, kind=spec.kind, status="queued", user_id=spec.user.id, guild_id=spec.guild_id,
             channel_id=delivery.channel_id, message_id=None, conversation_id=conv.id,
             user_turn_id=user_turn, model_turn_id=None,
-            options={**spec.options.to_dict(), "prompt": spec.prompt}))
+            options={**spec.options.to_dict(), "prompt": spec.prompt, "title": spec.title,
+                     "subject": spec.subject}))
         self.jobs[job.id] = job
         job.reservation, ticket.reservation = ticket.reservation, None
         ticket.job = job
@@ -262,7 +265,7 @@ class JobRunner:
         cost = await self.quota.charge(job, result)
         async with job.lock:
             job.final = True
-            message_id = await job.delivery.result(job.id, spec.prompt, spec.options.resolution, result,
+            message_id = await job.delivery.result(job.id, spec.title or spec.prompt, spec.options.resolution, result,
                                                    time.monotonic() - job.started, cost=cost,
                                                    waited=time.monotonic() - job.created)
         await store.set_turn_message(model_turn, message_id)

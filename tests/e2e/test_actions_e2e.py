@@ -101,6 +101,7 @@ async def test_vary_v3_sends_the_third_image_and_names_it(world):
     assert "variation of image 3 of the 4" in last_user_text(request)
     assert sent_images(request)[-1] == first.attachments[2].data
     assert len(varied.attachments) == 1 and labels(varied)[:2] == ["Upscale", "Vary"]
+    assert "**four owls · a variation of image 3**" in varied.content  # the member's words, not the instruction
 
 
 async def test_upscale_sends_the_chosen_image_at_the_largest_size_even_after_a_restart(world):
@@ -121,6 +122,7 @@ async def test_upscale_sends_the_chosen_image_at_the_largest_size_even_after_a_r
     assert text.startswith("Upscale image 2 of the 4 (the attached one) to 4K")
     assert "\n\n4K resolution." in text  # MuleRun documents no size field: the size goes in the prompt
     assert sent_images(request)[-1] == first.attachments[1].data
+    assert "**four boats · image 2 upscaled to 4K**" in upscaled.content
     assert "4096×4096" in upscaled.content and "asked" not in upscaled.content
     assert "Upscale" not in labels(upscaled)  # already at the largest size
 
