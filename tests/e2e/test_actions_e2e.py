@@ -200,6 +200,13 @@ async def test_describe_writes_a_prompt_without_an_image_charge_and_imagine_this
     assert last_user_text(gw.requests[before]).startswith(words)
     assert sent_images(gw.requests[before]) == []
     assert drawn.attachments
+    # A model that draws a picture anyway: its words are the answer, the picture is neither shown nor charged.
+    mark = d.mark()
+    h = await d.slash("describe", {"image": ("red.png", picture)})
+    answer = await h.response(where=lambda m: "```" in m.content, timeout=15)
+    assert gw.text in answer.content and not answer.attachments
+    [line] = await d.wait_for_messages("art", 1, lambda m: "a description" in m.content, after=mark)
+    assert "$0.00" in line.content
 
 
 async def test_the_log_channel_gets_one_line_per_generation(world):
