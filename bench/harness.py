@@ -82,7 +82,9 @@ class GatewayProcess:
         for name, stream in (("MULE", "false"), ("MULESSE", "true")):
             env.update({f"PROVIDER_{name}_PRESET": "mulerun", f"PROVIDER_{name}_API_KEY": API_KEY,
                         f"PROVIDER_{name}_BASE_URL": f"{self.url}/v1", f"PROVIDER_{name}_STREAM": stream,
-                        f"PROVIDER_{name}_MAX_RETRIES": "0"})
+                        f"PROVIDER_{name}_MAX_RETRIES": "0",
+                        # The fake draws 4K images for the mulerun preset's 1K-only model: say it may.
+                        f"PROVIDER_{name}_RESOLUTIONS": "1K,2K,4K"})
         env.update({"PROVIDER_GEMPRO_PRESET": "google", "PROVIDER_GEMPRO_API_KEY": API_KEY,
                     "PROVIDER_GEMPRO_BASE_URL": f"{self.url}/v1beta", "PROVIDER_GEMPRO_MODEL": "gemini-3-pro-image-preview",
                     "PROVIDER_GEMPRO_MAX_RETRIES": "0"})

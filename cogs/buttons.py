@@ -1,19 +1,15 @@
-"""What the buttons on results and status messages do (the buttons themselves: cogs/views.py)."""
+"""What the buttons on results and status messages do (the buttons themselves: cogs/views.py; the jobs
+they start: cogs/actions.py)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
-from core.jobs import JobSpec, Options
-from core.quota import LimitError
-
 from .access import denial, is_admin
-from .delivery import DiscordDelivery
-from .replies import ChannelReply, InteractionReply
+from .actions import GONE, start_from_stored_job
 from .views import ActionButton, CancelButton, result_view
 
 if TYPE_CHECKING:
@@ -21,88 +17,122 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VARY_PROMPT = "Make a variation of this image: keep the subject and style, change the details and composition."
+
+REMIX_FORM = "nb:remix-form:"  # + job id: the Remix form, answered from its custom_id (see on_interaction)
 
 
-async def run_action(bot: ImageBot, interaction: discord.Interaction, action: str, job_id: str) -> None:
-    """Reroll, Vary, 4K and Continue from here: a new job built from a stored one.
+class RemixModal(discord.ui.Modal, title="Remix"):
+    """Reroll with the prompt edited: the stored prompt, prefilled."""
 
-    A double click must not start two jobs: the (action, job, member) key is claimed before any
-    await and held until the job it started has finished.
-    """
-    cog = bot.get_cog("Buttons")
-    key = (action, job_id, interaction.user.id)
-    if key in cog.pressed:
-        await interaction.response.send_message("Already on it: that button was just pressed.", ephemeral=True)
-        return
-    cog.pressed.add(key)
-    job = None
-    try:
-        job = await _start_from_stored_job(bot, interaction, action, job_id)
-    finally:
-        if job is None or job.task is None:
-            cog.pressed.discard(key)
-        else:
-            job.task.add_done_callback(lambda _: cog.pressed.discard(key))
+    def __init__(self, job_id: str, prompt: str) -> None:
+        super().__init__(timeout=None, custom_id=f"{REMIX_FORM}{job_id}")
+        self.add_item(discord.ui.TextInput(label="Prompt", style=discord.TextStyle.paragraph, custom_id="prompt",
+                                           default=prompt[:4000], max_length=4000))
 
 
-async def _start_from_stored_job(bot: ImageBot, interaction: discord.Interaction, action: str, job_id: str):
-    reason = denial(bot, interaction.user, interaction.channel)
-    if reason:
-        await interaction.response.send_message(reason, ephemeral=True)
-        return
-    record = await bot.store.job(job_id)
-    if record is None or record.conversation_id is None:
-        await interaction.response.send_message("That result is no longer stored, so it cannot be reused.",
-                                                ephemeral=True)
-        return
-    conv = await bot.store.conversation(record.conversation_id)
-    if action == "branch":
-        if record.model_turn_id is None or conv is None:
-            await interaction.response.send_message("That job has no image to continue from.", ephemeral=True)
-            return
-        await bot.store.set_head(conv.id, record.model_turn_id)
-        await interaction.response.send_message("The next message in this conversation builds on this image.",
-                                                ephemeral=True)
-        return
-    user_turn = await bot.store.turn(record.user_turn_id) if record.user_turn_id else None
-    if user_turn is None or conv is None:
-        await interaction.response.send_message("That result is no longer stored, so it cannot be reused.",
-                                                ephemeral=True)
-        return
-    options = Options.from_dict(record.options)
-    spec = JobSpec(kind=action, user=interaction.user, guild_id=interaction.guild_id, prompt=user_turn.text,
-                   images=user_turn.images, options=options, conversation=conv, parent=user_turn.parent_id)
-    if action == "vary":
-        if record.model_turn_id is None:
-            await interaction.response.send_message("That job has no image to vary.", ephemeral=True)
-            return
-        spec = replace(spec, prompt=VARY_PROMPT, images=(), parent=record.model_turn_id,
-                       options=replace(options, count=1))
-    elif action == "4k":
-        spec = replace(spec, options=replace(options, resolution="4K"))
-
-    thread = bot.get_channel(conv.channel_id) if conv.channel_id else None
-    async with bot.jobs.place(conv.channel_id) as ticket:
-        try:
-            await bot.jobs.admit(ticket, interaction.user, interaction.guild_id, action, spec.options)
-        except LimitError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
-            return
-        if thread is not None and thread.id != interaction.channel_id:
-            # The click came from the thread's starter message: answer inside the thread.
-            await interaction.response.send_message(f"Working on it in {thread.mention}.", ephemeral=True)
-            reply = ChannelReply(thread, mention=interaction.user.mention)
-        else:
-            await interaction.response.defer(thinking=True)
-            reply = InteractionReply(interaction)
-        return await bot.jobs.submit(ticket, spec, DiscordDelivery(bot, reply, interaction.user.mention))
+def submitted_text(components: list) -> str:
+    """The first text input's value in a modal submission, whatever its layout (rows or labels)."""
+    for item in components:
+        if "value" in item:
+            return str(item["value"] or "")
+        found = submitted_text(item.get("components") or ([item["component"]] if item.get("component") else []))
+        if found:
+            return found
+    return ""
 
 
 class Buttons(commands.Cog):
     def __init__(self, bot: ImageBot) -> None:
         self.bot = bot
-        self.pressed: set[tuple[str, str, int]] = set()  # clicks whose job has not finished yet
+        self.pressed: set[tuple[str, str, int, int]] = set()  # clicks whose job has not finished yet
+
+    async def press(self, interaction: discord.Interaction, action: str, job_id: str, index: int) -> None:
+        if action == "branch":
+            await self.branch(interaction, job_id)
+        elif action == "delete":
+            await self.delete(interaction, job_id)
+        elif action == "remix":
+            await self.open_remix(interaction, job_id)
+        else:
+            await self.start_once(interaction, action, job_id, index)
+
+    async def start_once(self, interaction: discord.Interaction, action: str, job_id: str, index: int,
+                         prompt: str | None = None) -> None:
+        """A double click must not start two jobs: the (action, job, image, member) key is claimed
+        before any await and held until the job it started has finished."""
+        key = (action, job_id, index, interaction.user.id)
+        if key in self.pressed:
+            await interaction.response.send_message("Already on it: that button was just pressed.", ephemeral=True)
+            return
+        self.pressed.add(key)
+        job = None
+        try:
+            job = await start_from_stored_job(self.bot, interaction, action, job_id, index, prompt)
+        finally:
+            if job is None or job.task is None:
+                self.pressed.discard(key)
+            else:
+                job.task.add_done_callback(lambda _: self.pressed.discard(key))
+
+    async def open_remix(self, interaction: discord.Interaction, job_id: str) -> None:
+        bot = self.bot
+        reason = denial(bot, interaction.user, interaction.channel)
+        record = None if reason else await bot.store.job(job_id)
+        turn = await bot.store.turn(record.user_turn_id) if record and record.user_turn_id else None
+        if reason or turn is None:
+            await interaction.response.send_message(reason or GONE, ephemeral=True)
+            return
+        modal = RemixModal(job_id, turn.text)
+        await interaction.response.send_modal(modal)
+        # Not kept in memory: on_interaction answers the submission from its custom_id, so a form
+        # opened before a restart still works after it.
+        modal.stop()
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        data = interaction.data or {}
+        custom_id = str(data.get("custom_id") or "")
+        if interaction.type is not discord.InteractionType.modal_submit or not custom_id.startswith(REMIX_FORM):
+            return
+        text, limit = submitted_text(data.get("components") or []).strip(), self.bot.config.max_prompt_chars
+        if not text or len(text) > limit:
+            await interaction.response.send_message(
+                "The prompt is empty; nothing to remix." if not text else
+                f"The prompt is {len(text)} characters; the limit is {limit}.", ephemeral=True)
+            return
+        await self.start_once(interaction, "remix", custom_id[len(REMIX_FORM):], 1, prompt=text)
+
+    async def branch(self, interaction: discord.Interaction, job_id: str) -> None:
+        bot = self.bot
+        reason = denial(bot, interaction.user, interaction.channel)
+        record = None if reason else await bot.store.job(job_id)
+        if reason or record is None or record.model_turn_id is None or record.conversation_id is None:
+            await interaction.response.send_message(reason or "That job has no image to continue from.",
+                                                    ephemeral=True)
+            return
+        await bot.store.set_head(record.conversation_id, record.model_turn_id)
+        await interaction.response.send_message("The next message in this conversation builds on this image.",
+                                                ephemeral=True)
+
+    async def delete(self, interaction: discord.Interaction, job_id: str) -> None:
+        """Remove a result: its message, and its turn (and prompt) from the conversation."""
+        bot = self.bot
+        record = await bot.store.job(job_id)
+        owner = record.user_id if record is not None else None
+        if owner != interaction.user.id and not is_admin(bot, interaction.user):
+            who = f"<@{owner}>" if owner else "the member who asked"
+            await interaction.response.send_message(f"Only {who} or an admin can delete this result.",
+                                                    ephemeral=True)
+            return
+        if record is not None and record.conversation_id is not None:
+            turns = [t for t in (record.model_turn_id, record.user_turn_id) if t is not None]
+            await bot.store.delete_turns(record.conversation_id, turns)
+            await bot.store.update_job(job_id, status="deleted")
+        await interaction.response.send_message("Deleted.", ephemeral=True)
+        try:
+            await interaction.message.delete()
+        except discord.HTTPException as exc:
+            log.warning("could not delete result message of job %s: %s", job_id, exc.status)
 
     async def cancel(self, interaction: discord.Interaction, job_id: str) -> None:
         bot = self.bot
@@ -116,9 +146,6 @@ class Buttons(commands.Cog):
             return
         await interaction.response.defer()
         await bot.jobs.cancel(job_id)
-
-    async def run_action(self, interaction: discord.Interaction, action: str, job_id: str) -> None:
-        await run_action(self.bot, interaction, action, job_id)
 
     @commands.Cog.listener()
     async def on_jobs_interrupted(self, jobs) -> None:

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 import discord
 
 from core.delivery import DeliveryForbidden
+from core.models import can_upscale
 from providers.models import GenerationResult, ImageData
 
 from . import render
+from .announce import announce
 from .preferences import post_settings_card
 from .replies import Reply
-from .views import cancel_view, result_view
+from .views import cancel_view, describe_view, result_view
 
 if TYPE_CHECKING:
     from bot import ImageBot
@@ -22,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class DiscordDelivery:
-    def __init__(self, bot: ImageBot, reply: Reply, mention: str) -> None:
+    def __init__(self, bot: ImageBot, reply: Reply, mention: str, member_id: int | None = None) -> None:
         self.bot, self.reply, self.mention = bot, reply, mention
+        self.member_id = member_id
         channel = reply.channel
         self.channel_id = getattr(channel, "id", None)
         # A DM is one conversation by itself (a bot thread's conversation is found before submitting).
@@ -45,21 +48,27 @@ class DiscordDelivery:
             log.debug("status update for %s failed: %s", job_id, exc.status)
 
     async def result(self, job_id: str, prompt: str, resolution: str | None, result: GenerationResult,
-                     seconds: float) -> int:
+                     seconds: float, *, cost: float | None = None, waited: float = 0.0) -> int:
         """Post the result; if Discord still finds a file too large, re-encode smaller and try again."""
-        limit = self.reply.upload_limit
+        bot, limit = self.bot, self.reply.upload_limit
         for attempt in range(3):
-            files, notes = await render.prepare(self.bot.cpu, result.images, prompt, limit)
+            files, notes = await render.prepare(bot.cpu, result.images, prompt, limit)
             notes += [w[:1].upper() + w[1:] + "." for w in result.warnings]  # e.g. fewer images than asked
-            if result.attempts:
+            if result.attempts and bot.config.show_model_info:  # names providers: a detail operators may hide
                 failed = ", ".join(a.provider for a in result.attempts)
                 notes.append(f"{failed} failed, so {result.provider} answered instead.")
-            content = render.caption(prompt=prompt, model=result.model, provider=result.provider,
-                                     resolution=resolution, seconds=seconds, model_text=result.text, notes=notes,
-                                     author_mention=self.mention)
+            if result.images:
+                content = render.caption(prompt=prompt, model=result.model, provider=result.provider,
+                                         resolution=resolution, seconds=seconds, model_text=result.text,
+                                         notes=notes, author_mention=self.mention, images=result.images,
+                                         details=bot.config.show_model_info)
+                view = result_view(job_id, images=len(result.images),
+                                   upscale=can_upscale(bot.providers, result.provider, resolution))
+            else:  # a text job (/describe): the words are the result
+                content = render.description(result.text, self.mention, result, bot.config.show_model_info, seconds)
+                view = describe_view(job_id)
             try:
-                self._message = await self.reply.deliver(content, files, result_view(job_id))
-                return self._message.id
+                self._message = await self.reply.deliver(content, files, view)
             except discord.Forbidden as exc:
                 log.warning("job %s: Discord refused the post (%s)", job_id, exc.code)
                 raise DeliveryForbidden() from exc
@@ -69,6 +78,9 @@ class DiscordDelivery:
                 log.info("job %s: Discord refused %d bytes of files; re-encoding under %d", job_id,
                          sum(len(f.data) for f in files), limit // 2)
                 limit //= 2
+                continue
+            await announce(bot, self._message, self.member_id, prompt, result, cost, waited)
+            return self._message.id
         raise AssertionError("unreachable")
 
     async def failure(self, job_id: str, text: str, *, retry: bool) -> None:

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 RATIO_CHOICES = [app_commands.Choice(name="auto (model decides / keeps the input's shape)", value="auto")] + [
     app_commands.Choice(name=ratio, value=ratio) for ratio in ASPECT_RATIOS]
+DESCRIBE_PROMPT = ("Write a prompt an image model could use to recreate the attached image: one paragraph naming "
+                   "the subject, setting, style, lighting, colours and composition. Answer with the prompt text "
+                   "only; do not draw an image.")
 RESOLUTION_CHOICES = [app_commands.Choice(name=res, value=res) for res in RESOLUTIONS]
 
 
@@ -79,8 +82,16 @@ class Generate(commands.Cog):
         await self.start(interaction, kind="edit", prompt=prompt, attachments=attachments,
                          options=self._options(aspect_ratio, resolution, None, provider))
 
+    @app_commands.command(name="describe", description="Have the model write a prompt for an image")
+    @app_commands.describe(image="The image to describe", provider="Which configured gateway to use")
+    async def describe(self, interaction: discord.Interaction, image: discord.Attachment,
+                       provider: Optional[str] = None) -> None:
+        await self.start(interaction, kind="describe", prompt=DESCRIBE_PROMPT, attachments=[image],
+                         options=Options(provider=provider or None))
+
     @imagine.autocomplete("provider")
     @edit.autocomplete("provider")
+    @describe.autocomplete("provider")
     async def provider_autocomplete(self, interaction: discord.Interaction, current: str):
         return [app_commands.Choice(name=f"{name} ({self.bot.providers.get(name).config.model})"[:100], value=name)
                 for name in self.bot.providers.names if current.lower() in name.lower()][:25]
@@ -114,9 +125,12 @@ class Generate(commands.Cog):
         except InputError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
-        in_conversation_channel = isinstance(interaction.channel, (discord.Thread, discord.DMChannel))
+        # /describe stands alone: it neither continues a conversation nor takes image defaults.
+        in_conversation_channel = isinstance(interaction.channel, (discord.Thread, discord.DMChannel)) \
+            and kind != "describe"
         async with bot.jobs.place(interaction.channel_id if in_conversation_channel else None) as ticket:
-            options = await with_defaults(bot, interaction.user.id, interaction.channel, options)
+            if kind != "describe":
+                options = await with_defaults(bot, interaction.user.id, interaction.channel, options)
             try:
                 await bot.jobs.admit(ticket, interaction.user, interaction.guild_id, kind, options)
             except LimitError as exc:
@@ -133,7 +147,8 @@ class Generate(commands.Cog):
             spec = JobSpec(kind=kind, user=interaction.user, guild_id=interaction.guild_id, prompt=prompt,
                            images=tuple(images), options=options, conversation=conv, parent="head")
             reply = InteractionReply(interaction)
-            await bot.jobs.submit(ticket, spec, DiscordDelivery(bot, reply, interaction.user.mention))
+            delivery = DiscordDelivery(bot, reply, interaction.user.mention, interaction.user.id)
+            await bot.jobs.submit(ticket, spec, delivery)
 
 
 async def setup(bot: ImageBot) -> None:

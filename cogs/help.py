@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 COMMANDS = (
     ("/imagine", "an image from a prompt; optional shape, resolution (1K/2K/4K), count and provider"),
     ("/edit", "edit one image, or combine up to three, with a prompt"),
+    ("/describe", "the model writes a prompt for your image; Imagine this draws it"),
     ("Edit image", "right-click a message → Apps: edit the images in it"),
-    ("/settings", "your default shape, resolution and provider; in a bot thread or DM conversation, its own"),
+    ("/settings", "your default shape, resolution and provider (in a bot thread or DM conversation, its own); "
+                  "notify: a DM when a long job is done"),
     ("/usage", "your images, spend and what is left of your quota"),
     ("/forget", "in a bot thread or DM: clear the conversation's history so the next turn starts fresh"),
     ("/help", "this page"),
@@ -31,7 +33,9 @@ ADMIN_COMMANDS = (
 THREADS = ("Every result starts a thread. Write there to change the image: each message (text, new "
            "images, or both) is the next turn, and the model sees the earlier prompts and images. The card "
            "at the top of the thread changes its shape, resolution and provider for later turns. Buttons "
-           "under a result: **Reroll**, **Vary**, **4K**, **Continue from here**. In direct messages, the "
+           "under each image: **Upscale** (U1-U4: that picture at the largest size its model makes) and **Vary** "
+           "(V1-V4); under a result: **Reroll**, **Remix** (edit the prompt), **Continue from here**, **Delete**. "
+           "In direct messages, the "
            "DM itself is the conversation.")
 
 

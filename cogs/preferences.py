@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from core.jobs import Options
+from core.models import provider_sizes
 from core.prices import money
 from providers.models import ASPECT_RATIOS, RESOLUTIONS
 
@@ -81,13 +82,14 @@ def settings_view(bot: ImageBot, scope: str, target: int, settings: dict[str, An
     return view
 
 
-def _choices(bot: ImageBot, field: str) -> list[tuple[str, str]]:
-    """(value, label) pairs for a select; the first is "nothing chosen"."""
+def _choices(bot: ImageBot, field: str, settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """(value, label) pairs for a select; the first is "nothing chosen". Sizes follow the model."""
     if field == "ratio":
         return [("auto", "Shape: auto (the model decides or keeps the input's)")] + [
             (r, f"Shape: {r}") for r in ASPECT_RATIOS]
     if field == "res":
-        return [("default", "Resolution: model default (1K)")] + [(r, f"Resolution: {r}") for r in RESOLUTIONS]
+        sizes = provider_sizes(bot.providers, settings.get("provider"))
+        return [("default", "Resolution: model default (1K)")] + [(r, f"Resolution: {r}") for r in sizes]
     return [("default", f"Provider: default ({bot.providers.names[0]})")] + [
         (name, f"Provider: {name} ({bot.providers.get(name).config.model})"[:100]) for name in bot.providers.names]
 
@@ -98,7 +100,7 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select],
         key, _, empty = SETTING_FIELDS[field]
         current = settings.get(key) or empty
         options = [discord.SelectOption(label=label, value=value, default=value == current)
-                   for value, label in _choices(bot, field)][:25]
+                   for value, label in _choices(bot, field, settings)][:25]
         super().__init__(discord.ui.Select(custom_id=f"nb:set:{scope}:{target}:{field}", options=options,
                                            min_values=1, max_values=1))
         self.scope, self.target, self.field = scope, target, field
@@ -173,7 +175,8 @@ class Preferences(commands.Cog):
     @app_commands.command(name="settings", description="Your default shape, resolution and provider; "
                                                        "in a bot thread, the thread's settings")
     @app_commands.describe(aspect_ratio="Default shape (auto: the model decides)",
-                           resolution="Default resolution", provider="Default gateway")
+                           resolution="Default resolution", provider="Default gateway",
+                           notify="Send me a direct message when a job that waited over a minute is done")
     @app_commands.choices(
         aspect_ratio=[app_commands.Choice(name="auto (no default)", value="auto")] + [
             app_commands.Choice(name=r, value=r) for r in ASPECT_RATIOS],
@@ -182,7 +185,7 @@ class Preferences(commands.Cog):
     async def settings(self, interaction: discord.Interaction,
                        aspect_ratio: Optional[app_commands.Choice[str]] = None,
                        resolution: Optional[app_commands.Choice[str]] = None,
-                       provider: Optional[str] = None) -> None:
+                       provider: Optional[str] = None, notify: Optional[bool] = None) -> None:
         bot = self.bot
         reason = denial(bot, interaction.user, interaction.channel)
         if reason:
@@ -200,6 +203,14 @@ class Preferences(commands.Cog):
             changes["resolution"] = None if resolution.value == "default" else resolution.value
         if provider:
             changes["provider"] = None if provider == "default" else provider
+        if notify is not None:  # always the member's own, wherever it is set
+            mine = await bot.store.member_defaults(interaction.user.id)
+            await bot.store.update_member_defaults(interaction.user.id, {**mine, "notify": notify})
+            if not changes:
+                await interaction.response.send_message(
+                    "I will send you a direct message when a long job is done." if notify else
+                    "No more direct messages about finished jobs.", ephemeral=True)
+                return
         conv = None  # in a bot thread or a DM conversation, /settings is about that conversation
         dm = isinstance(interaction.channel, discord.DMChannel)
         if dm or isinstance(interaction.channel, discord.Thread):

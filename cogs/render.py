@@ -94,12 +94,15 @@ def preview_jpeg(img: ImageData) -> bytes:
 
 
 def caption(*, prompt: str, model: str, provider: str, resolution: str | None, seconds: float,
-            model_text: str = "", notes: list[str] | None = None, author_mention: str = "") -> str:
-    """The result message: who asked, the prompt, how it was made, the model's words, within 2000 chars."""
-    meta = f"-# {model} via {provider}" + (f" · {resolution}" if resolution else "") + f" · {seconds:.1f} s"
+            model_text: str = "", notes: list[str] | None = None, author_mention: str = "",
+            images: list[ImageData] = (), details: bool = True) -> str:
+    """The result message: who asked, the prompt, what was delivered (real pixel size) and how long it
+    took, the model's words, within 2000 chars. Model and provider names only with `details`."""
+    meta = " · ".join(p for p in (delivered_size(images, resolution), f"{seconds:.1f} s",
+                                  f"{model} via {provider}" if details else "") if p)
     tail = "\n".join(f"-# {note}" for note in notes or [])
     head = f"{author_mention} " if author_mention else ""
-    parts = [f"{head}**{trim(_one_line(prompt), 600)}**", meta]
+    parts = [f"{head}**{trim(_one_line(prompt), 600)}**", f"-# {meta}"]
     if tail:
         parts.append(tail)
     fixed = len("\n".join(parts)) + 2
@@ -107,6 +110,41 @@ def caption(*, prompt: str, model: str, provider: str, resolution: str | None, s
     if text:
         parts.insert(1, trim(text, max(0, CONTENT_LIMIT - fixed - 2)))
     return trim("\n".join(p for p in parts if p), CONTENT_LIMIT)
+
+
+def description(text: str, mention: str, result, details: bool, seconds: float) -> str:
+    """A /describe answer: the prompt the model wrote, ready to copy, within 2000 chars."""
+    meta = f"-# {seconds:.1f} s" + (f" · {result.model} via {result.provider}" if details else "")
+    head = f"{mention} Here is a prompt for your image; press **Imagine this** to draw it:\n```\n"
+    tail = f"\n```\n{meta}"
+    body = trim(text.replace("```", "ˋˋˋ"), CONTENT_LIMIT - len(head) - len(tail))
+    return head + body + tail
+
+
+_NOMINAL = {"1K": 1024, "2K": 2048, "4K": 4096}  # the long side of each size tier, in pixels
+
+
+def delivered_size(images: list[ImageData], asked: str | None) -> str:
+    """`2048×2048` as delivered (`96×64 (2K asked)` when it falls short of the size asked for)."""
+    sizes = list(dict.fromkeys(pixels(img) for img in images))
+    known = [s for s in sizes if s]
+    if not known:
+        return ""
+    text = ", ".join(f"{w}×{h}" for w, h in known)
+    longest = max(max(s) for s in known)
+    if asked in _NOMINAL and longest < 0.75 * _NOMINAL[asked]:
+        text += f" ({asked} asked)"
+    return text
+
+
+def pixels(img: ImageData) -> tuple[int, int] | None:
+    if img.width and img.height:
+        return img.width, img.height
+    try:
+        with Image.open(io.BytesIO(img.data)) as probe:  # reads the header only
+            return probe.size
+    except Exception:
+        return None
 
 
 def _one_line(text: str) -> str:

@@ -126,7 +126,8 @@ class Threads(commands.Cog):
                                conversation=conv, parent="head")
                 await bot.jobs.admit(ticket, message.author, spec.guild_id, spec.kind, spec.options)
                 reply = ChannelReply(channel, reference=message, mention=message.author.mention)
-                await bot.jobs.submit(ticket, spec, DiscordDelivery(bot, reply, message.author.mention))
+                delivery = DiscordDelivery(bot, reply, message.author.mention, message.author.id)
+                await bot.jobs.submit(ticket, spec, delivery)
         except InputError as exc:  # a LimitError too
             await message.reply(str(exc), mention_author=False, delete_after=60)
 

@@ -56,6 +56,9 @@ class Config:
     # Behaviour
     status_interval: float = 3.0  # seconds between status line updates
     shutdown_grace: float = 30.0  # seconds running jobs get to finish on SIGTERM
+    show_model_info: bool = True  # a small details line (provider, model, finish reason) on results
+    log_channel_id: int | None = None  # one line per generation goes here, for moderation and accounting
+    notify_after: float = 60.0  # a job that took longer DMs its member, if they asked (/settings notify)
     lag_probe: bool = False  # measure event-loop stalls (benchmark only)
     lag_probe_file: str | None = None  # with lag_probe: append every stall of 1 ms or more here
     # Operations
@@ -108,6 +111,9 @@ class Config:
             admin_user_ids=reader.ids("ADMIN_USER_IDS"),
             status_interval=reader.float("STATUS_INTERVAL_SECONDS", 3.0),
             shutdown_grace=reader.float("SHUTDOWN_GRACE_SECONDS", 30.0),
+            show_model_info=reader.bool("SHOW_MODEL_INFO", True),
+            log_channel_id=reader.int("LOG_CHANNEL_ID", None, minimum=1),
+            notify_after=reader.float("NOTIFY_AFTER_SECONDS", 60.0),
             lag_probe=reader.bool("LAG_PROBE", False),
             lag_probe_file=env.get("LAG_PROBE_FILE", "").strip() or None,
             database_url=reader.database_url("DATABASE_URL"),

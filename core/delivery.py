@@ -28,9 +28,11 @@ class Delivery(Protocol):
         draft) when there is one; failures are logged, never raised."""
 
     async def result(self, job_id: str, prompt: str, resolution: str | None, result: GenerationResult,
-                     seconds: float) -> int:
-        """Post the images with their caption and buttons; returns the message id. Raises
-        DeliveryForbidden when the bot may not post there."""
+                     seconds: float, *, cost: float | None = None, waited: float = 0.0) -> int:
+        """Post the images (or, for a text job, the words) with their caption and buttons; returns the
+        message id. `cost` is what was charged, `waited` the time since the member asked (for the
+        operators' log line and the member's optional DM). Raises DeliveryForbidden when the bot may
+        not post there."""
 
     async def failure(self, job_id: str, text: str, *, retry: bool) -> None:
         """Turn the status into an error (with a Reroll button when `retry`); never raises."""

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from providers.errors import NoImageError, ProviderError, RefusedError
-from providers.models import GenerationRequest, ImageData, Progress, Turn
+from providers.models import GenerationRequest, GenerationResult, ImageData, Progress, Turn
 from store import Conversation, JobRecord, Store
 
 from .config import Config
 from .delivery import Delivery, DeliveryForbidden, Member
+from .errors import failure_text
 from .metrics import Metrics
+from .models import size_refusal
 from .queue import InProcessQueue, Ticket
 from .quota import LimitError, QuotaKeeper, Reservation
 
@@ -75,7 +77,7 @@ class JobSpec:
     """What to generate. `parent` is a turn id, None for a fresh start, or "head" for the
     conversation's latest turn at the moment the job starts (so queued thread turns chain)."""
 
-    kind: str  # imagine, edit, turn, reroll, vary, upscale, context
+    kind: str  # imagine, edit, turn, reroll, remix, vary, upscale, context, describe (a text answer)
     user: Member
     guild_id: int | None
     prompt: str
@@ -83,6 +85,8 @@ class JobSpec:
     options: Options = field(default_factory=Options)
     conversation: Conversation | None = None
     parent: int | str | None = "head"
+    title: str = ""  # what the result's caption shows, when not the prompt sent (Vary, Upscale)
+    subject: str = ""  # the member's own prompt that Vary and Upscale (and their rerolls) started from
 
 
 @dataclass
@@ -91,6 +95,7 @@ class Job:
     spec: JobSpec
     delivery: Delivery
     started: float = 0.0
+    created: float = field(default_factory=time.monotonic)
     state: str = "lane"  # lane (waiting for the previous turn), queued (for a slot), running
     task: asyncio.Task | None = None
     # Status updates and the final answer take turns on the message; once final, no more status.
@@ -142,6 +147,9 @@ class JobRunner:
         reason and when it resets. The ticket holds the reservation until `submit`."""
         if not self.accepting:
             raise LimitError("The bot is restarting; try again in a minute.")
+        refusal = size_refusal(self.providers, options.provider, options.resolution)
+        if refusal:
+            raise LimitError(refusal)
         ticket.reservation = await self.quota.admit(user, guild_id, kind, options)
         return ticket.reservation
 
@@ -150,8 +158,10 @@ class JobRunner:
         store = self.store
         conv = spec.conversation
         if conv is None:
+            # A description is a conversation of its own, even in a DM (which is otherwise one).
+            channel_id = None if spec.kind == "describe" else delivery.conversation_channel_id
             conv = await store.create_conversation(owner_id=spec.user.id, guild_id=spec.guild_id,
-                                                   channel_id=delivery.conversation_channel_id)
+                                                   channel_id=channel_id)
             # Later turns in the thread reuse this job's shape, resolution and provider.
             await store.update_options(conv.id, {k: v for k, v in spec.options.to_dict().items() if k != "count"})
             spec = replace(spec, conversation=conv, parent=None)
@@ -162,7 +172,8 @@ class JobRunner:
             id=job.id, kind=spec.kind, status="queued", user_id=spec.user.id, guild_id=spec.guild_id,
             channel_id=delivery.channel_id, message_id=None, conversation_id=conv.id,
             user_turn_id=user_turn, model_turn_id=None,
-            options={**spec.options.to_dict(), "prompt": spec.prompt}))
+            options={**spec.options.to_dict(), "prompt": spec.prompt, "title": spec.title,
+                     "subject": spec.subject}))
         self.jobs[job.id] = job
         job.reservation, ticket.reservation = ticket.reservation, None
         ticket.job = job
@@ -213,7 +224,8 @@ class JobRunner:
             # gives no reason is worth another try.
             retry = not isinstance(exc, RefusedError) or (isinstance(exc, NoImageError) and not exc.model_text)
             self.metrics.provider_errors.labels(exc.provider or "?", type(exc).__name__).inc()
-            await self._finish_failed(job, "failed", exc.user_message, retry=retry)
+            await self._finish_failed(job, "failed", failure_text(exc, details=self.config.show_model_info),
+                                      retry=retry)
         except Exception:
             log.exception("job %s crashed", job.id)
             await self._finish_failed(job, "failed", "Something went wrong on the bot's side; the error was logged.",
@@ -238,24 +250,44 @@ class JobRunner:
             history=tuple(Turn(t.role, t.text, t.images, t.provider_state) for t in history),
             aspect_ratio=spec.options.aspect_ratio, resolution=spec.options.resolution,
             count=spec.options.count)
-        result = await self.providers.generate(request, provider=spec.options.provider, on_progress=job.on_progress)
+        result = await self._call_provider(request, spec, job)
         self.metrics.generation_seconds.labels(result.provider, result.model).observe(result.seconds)
         log.info("job %s: %s/%s answered %d image(s), %d bytes, in %.2f s", job.id, result.provider,
                  result.model, len(result.images), sum(len(i.data) for i in result.images), result.seconds)
         model_turn = await store.finish_job_with_turn(
             job.id, conversation_id=conv.id, parent_id=user_turn, text=result.text, images=result.images,
             provider_state=result.provider_state, provider=result.provider, model=result.model, make_head=True)
-        await self.quota.charge(job, result)
+        cost = await self.quota.charge(job, result)
         async with job.lock:
             job.final = True
-            message_id = await job.delivery.result(job.id, spec.prompt, spec.options.resolution, result,
-                                                   time.monotonic() - job.started)
+            message_id = await job.delivery.result(job.id, spec.title or spec.prompt, spec.options.resolution, result,
+                                                   time.monotonic() - job.started, cost=cost,
+                                                   waited=time.monotonic() - job.created)
         await store.set_turn_message(model_turn, message_id)
         await store.update_job(job.id, message_id=message_id)
         await self._open_thread(conv, job, message_id)
 
+    async def _call_provider(self, request: GenerationRequest, spec: JobSpec, job: Job) -> GenerationResult:
+        """The providers' answer. /describe wants words, not a picture: a text-only answer (which an
+        image job treats as a refusal) is its result, and it is charged as text (no images)."""
+        try:
+            result = await self.providers.generate(request, provider=spec.options.provider, on_progress=job.on_progress)
+        except NoImageError as exc:
+            if spec.kind != "describe" or not (exc.model_text or "").strip():
+                raise
+            provider = exc.provider or self.providers.names[0]
+            return GenerationResult(images=[], text=exc.model_text.strip(), provider=provider,
+                                    model=self.providers.get(provider).config.model, usage={})
+        if spec.kind == "describe":  # a picture drawn anyway is not what was asked for
+            if not result.text.strip():
+                raise NoImageError("The model did not describe the image.", provider=result.provider)
+            result.images = []
+        return result
+
     async def _open_thread(self, conv: Conversation, job: Job, message_id: int) -> None:
         """A result in a regular channel starts a thread where the conversation goes on."""
+        if job.spec.kind == "describe":
+            return
         if conv.channel_id is not None or not self.config.threads or not job.delivery.can_open_thread:
             return
         # A thread started on a message takes that message's id: claim it before the thread exists,

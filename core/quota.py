@@ -170,15 +170,16 @@ class QuotaKeeper:
 
     # -- accounting ----------------------------------------------------------------------------
 
-    async def charge(self, job, result) -> None:
-        """Record the real cost of a finished generation (from the price table or token usage). A
-        database error is logged, never raised: the member still gets the image."""
+    async def charge(self, job, result) -> float | None:
+        """Record the real cost of a finished generation (from the price table or token usage) and
+        return it. A database error is logged, never raised: the member still gets the image."""
         try:
-            await self._charge(job, result)
+            return await self._charge(job, result)
         except Exception:
             log.exception("could not record the cost of job %s", job.id)
+            return None
 
-    async def _charge(self, job, result) -> None:
+    async def _charge(self, job, result) -> float:
         spec, reservation = job.spec, getattr(job, "reservation", None)
         resolution = spec.options.resolution
         cost = self.config.prices.cost(result.provider, result.model, resolution, len(result.images),
@@ -198,6 +199,7 @@ class QuotaKeeper:
             output_tokens=_tokens(usage.get("output_tokens")), conversation_id=conversation_id)
         log.info("job %s: charged %s for %d image(s) to member %s", job.id, money(cost), len(result.images),
                  spec.user.id)
+        return cost
 
     def settle(self, reservation: Reservation | None, status: str, *, job_id: str | None = None) -> None:
         """The job is over (or never started): free the member's slot; uncharged, release the quota."""

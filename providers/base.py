@@ -90,6 +90,9 @@ class ProviderConfig:
     # operator opts in (the gateway's own host is always allowed).
     allow_private_urls: bool = False
     max_download_bytes: int = 50 * 1024 * 1024
+    # The sizes this provider's model renders, when the operator lists them (a gateway's own model
+    # alias the bot cannot recognise); None: from the model name (core/models.py).
+    resolutions: tuple[str, ...] | None = None
 
     @property
     def wants_previews(self) -> bool:

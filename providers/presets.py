@@ -19,6 +19,7 @@ from typing import Any, Callable
 from .base import WIRE_FORMATS, ProviderConfig
 from .env import parse_bool, parse_int, parse_seconds
 from .errors import ConfigError
+from .models import RESOLUTIONS
 
 # What each preset fills in; see ../shared/seeds/ and research/gateways.md §0.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -56,6 +57,14 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _resolutions(raw: str) -> tuple[str, ...]:
+    sizes = tuple(dict.fromkeys(part.strip().upper() for part in raw.split(",") if part.strip()))
+    wrong = [s for s in sizes if s not in RESOLUTIONS]
+    if not sizes or wrong:
+        raise ValueError(f"must list sizes from {', '.join(RESOLUTIONS)}, e.g. 1K,2K")
+    return sizes
+
+
 # ProviderConfig field -> (variable suffix, parser). name/api_key/base_url/model are read directly.
 _OPTIONAL_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "format": ("FORMAT", _choice(*WIRE_FORMATS)),
@@ -71,6 +80,7 @@ _OPTIONAL_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "previews": ("PREVIEWS", parse_bool),
     "allow_private_urls": ("ALLOW_PRIVATE_URLS", parse_bool),
     "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _parse_int(1)),
+    "resolutions": ("RESOLUTIONS", _resolutions),
 }
 
 

@@ -124,6 +124,22 @@ class SqlStore:
                              (turn_id, time.time(), job_id))
             return turn_id
 
+    async def delete_turns(self, conversation_id: int, turn_ids: Sequence[int]) -> None:
+        """Remove turns (a deleted result and its prompt), newest first, in one transaction. Each
+        turn's children and the conversation's head move back to its parent, so the rest of the
+        conversation stays one chain."""
+        async with self.driver.transaction() as tx:
+            for turn_id in turn_ids:
+                row = await tx.fetch_one("SELECT parent_id FROM turns WHERE id = ? AND conversation_id = ?",
+                                         (turn_id, conversation_id))
+                if row is None:
+                    continue
+                parent = row["parent_id"]
+                await tx.execute("UPDATE turns SET parent_id = ? WHERE parent_id = ?", (parent, turn_id))
+                await tx.execute("UPDATE conversations SET head_turn_id = ?, updated_at = ?"
+                                 " WHERE id = ? AND head_turn_id = ?", (parent, time.time(), conversation_id, turn_id))
+                await tx.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
+
     async def set_turn_parent(self, turn_id: int, parent_id: int | None) -> None:
         await self._run("UPDATE turns SET parent_id = ? WHERE id = ?", (parent_id, turn_id))
 

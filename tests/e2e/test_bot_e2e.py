@@ -27,7 +27,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 async def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bot-e2e")
     async with FakeGateway(image_size=(96, 64)) as gw, Driver(log_dir=tmp) as d:
-        await d.start_bot([sys.executable, "bot.py"], env=bot_env(d, gw, tmp / "data"))
+        # The operator says this gateway's model renders every size (so /imagine may ask for 2K and 4K).
+        await d.start_bot([sys.executable, "bot.py"], env=bot_env(d, gw, tmp / "data",
+                                                                  PROVIDER_MULE_RESOLUTIONS="1K,2K,4K"))
         yield d, gw
 
 
@@ -39,9 +41,11 @@ async def test_imagine_posts_the_image_and_starts_a_thread(world):
     msg = await h.response(where=result_of, timeout=15)
     [att] = msg.attachments
     assert att.data == gw.image and att.filename == "a-red-apple.png"
-    assert "a red apple" in msg.content and "gemini-2.5-flash-image-preview via mule · 2K" in msg.content
+    # The caption says what was delivered (96×64, short of the 2K asked for), then the model.
+    assert "a red apple" in msg.content and "96×64 (2K asked)" in msg.content
+    assert "gemini-2.5-flash-image-preview via mule" in msg.content
     labels = [b["label"] for b in msg.buttons()]
-    assert labels == ["Reroll", "Vary", "4K", "Continue from here"]
+    assert labels == ["Upscale", "Vary", "Reroll", "Remix", "Continue from here", "Delete"]
     thread = await d.wait_for_thread(lambda t: int(t["id"]) == msg.id)
     assert thread["name"] == "a red apple"
     request = gw.requests[-1]
@@ -122,7 +126,7 @@ async def test_bad_inputs_get_an_ephemeral_answer_and_no_provider_call(world):
     assert len(gw.requests) == before
 
 
-async def test_reroll_vary_and_4k_buttons(world):
+async def test_reroll_vary_and_upscale_buttons(world):
     d, gw = world
     first, thread = await start_in_thread(d, "a lighthouse")
     # Reroll on the channel message: the same request again, answered inside the thread.
@@ -132,20 +136,24 @@ async def test_reroll_vary_and_4k_buttons(world):
     assert note.ephemeral and "Working on it in" in note.content
     rerolled = await d.wait_for_message(thread, result_of, after=mark, timeout=15)
     assert last_user_text(gw.requests[before]).startswith("a lighthouse")
-    assert rerolled.buttons()[0]["label"] == "Reroll"
+    assert "Reroll" in [b["label"] for b in rerolled.buttons()]
     # Vary on the thread's result: a variation request that carries the image being varied.
     before, mark = len(gw.requests), d.mark()
     varied_click = await d.click(rerolled, label="Vary")
     assert await varied_click.ack() == 5
     varied = await varied_click.response(where=result_of, timeout=15)
     assert varied.channel_id == thread_id(thread)
-    assert "variation" in last_user_text(gw.requests[before])
-    assert rerolled.attachments[0].data in sent_images(gw.requests[before])
-    # 4K: the same request at 4K (MuleRun documents no size field, so the hint is in the prompt).
+    assert "variation of this image" in last_user_text(gw.requests[before])
+    assert sent_images(gw.requests[before])[-1] == rerolled.attachments[0].data  # the input of the last turn
+    # Upscale: the varied image itself is the input, at the largest size (MuleRun documents no size
+    # field, so the size is in the prompt).
     before = len(gw.requests)
-    upscale = await d.click(varied, label="4K")
+    upscale = await d.click(varied, label="Upscale")
     result = await upscale.response(where=result_of, timeout=15)
-    assert "4K" in last_user_text(gw.requests[before]) and "4K" in result.content
+    assert last_user_text(gw.requests[before]).startswith("Upscale the attached image to 4K")
+    assert "4K resolution" in last_user_text(gw.requests[before])
+    assert sent_images(gw.requests[before])[-1] == varied.attachments[0].data
+    assert "(4K asked)" in result.content
 
 
 async def test_continue_from_here_branches_the_thread(world):

@@ -24,7 +24,8 @@ async def world(tmp_path_factory):
         await d.start_bot([sys.executable, "bot.py"], env={
             "DATA_DIR": str(tmp / "data"), "DISCORD_ATTACHMENT_HOSTS": d.cdn_host, "STATUS_INTERVAL_SECONDS": "0.3",
             **gw.provider_env("mule", "mulerun", "sk-limits-SECRET-1234"), "PROVIDERS": "mule",
-            "USER_DAILY_IMAGES": "2", f"ROLE_{patron}_DAILY_IMAGES": "5", "PRICE_MULE_2K": "0.10"})
+            "USER_DAILY_IMAGES": "2", f"ROLE_{patron}_DAILY_IMAGES": "5", "PRICE_MULE_2K": "0.10",
+            "PROVIDER_MULE_RESOLUTIONS": "1K,2K,4K"})  # the operator says this gateway renders every size
         yield d, gw
 
 
@@ -121,7 +122,7 @@ async def test_member_defaults_apply_to_the_next_command(world):
     assert (field(panel, "Shape"), field(panel, "Resolution"), field(panel, "Price")) == ("16:9", "2K",
                                                                                          "≈ $0.10 per image")
     result = await made(await d.slash("imagine", {"prompt": "a kite"}, user="erin"))
-    assert "· 2K ·" in result.content
+    assert "48×32 (2K asked)" in result.content
     assert prompt_sent(gw.requests[-1]).endswith("Aspect ratio 16:9, 2K resolution.")
     # The panel's menus change the defaults too.
     changed = await d.select(panel, f"nb:set:me:{erin}:res", ["1K"], user="erin")
@@ -152,7 +153,7 @@ async def test_the_thread_card_changes_the_settings_of_later_turns(world):
     mark = d.mark()
     await d.say(thread, "make it night", user="fay")
     answer = await d.wait_for_message(thread, result_of, after=mark, timeout=15)
-    assert "· 4K ·" in answer.content
+    assert "48×32 (4K asked)" in answer.content
     assert prompt_sent(gw.requests[-1]).endswith("make it night\n\nAspect ratio 9:16, 4K resolution.")
 
 
@@ -266,7 +267,7 @@ async def test_usage_defaults_and_thread_cards_survive_a_restart(world):
     mark = d.mark()
     await d.say(fay_thread, "add a lighthouse", user="fay")
     answer = await d.wait_for_message(fay_thread, result_of, after=mark, timeout=15)
-    assert "· 2K ·" in answer.content
+    assert "48×32 (2K asked)" in answer.content
     assert prompt_sent(gw.requests[-1]).endswith("Aspect ratio 9:16, 2K resolution.")
     await made(await d.slash("imagine", {"prompt": "pear again"}, user="dana"))  # the quota reset held too
     assert "used all 2" in await refused(await d.slash("imagine", {"prompt": "one more"}, user="dana"))

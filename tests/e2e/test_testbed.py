@@ -182,6 +182,66 @@ async def test_limits_and_unknown_routes_over_rest(tmp_path) -> None:
             assert resp.status == 401
 
 
+def _row(*items: dict) -> dict:
+    return {"type": 1, "components": list(items)}
+
+
+def _button(custom_id: str, label: str = "Go") -> dict:
+    return {"type": 2, "style": 2, "label": label, "custom_id": custom_id}
+
+
+async def test_component_limits_are_discords(tmp_path) -> None:
+    """A view Discord would reject is rejected here too, with Discord's 50035 form error and the path
+    of the offending field: 5 rows, 5 buttons a row, 100-character custom_ids, 80-character labels,
+    unique custom_ids, 25 select options, 25 autocomplete choices."""
+    async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession(
+            headers={"Authorization": f"Bot {d.world.bot_token}"}) as http:
+        url = f"{d.fake.api_url}/channels/{d.general}/messages"
+
+        async def post(components: list) -> tuple[int, dict]:
+            async with http.post(url, json={"content": "x", "components": components}) as resp:
+                return resp.status, await resp.json()
+
+        def error_at(body: dict, *path: str) -> str:
+            node = body["errors"]
+            for key in path:
+                node = node[key]
+            return node["_errors"][0]["code"]
+
+        full = [_row(*(_button(f"b{r}{c}") for c in range(5))) for r in range(5)]
+        assert (await post(full))[0] == 200                                         # 5 rows of 5: fine
+        status, body = await post(full + [_row(_button("extra"))])
+        assert (status, body["code"]) == (400, 50035)
+        assert error_at(body, "components") == "BASE_TYPE_BAD_LENGTH"
+        _, body = await post([_row(*(_button(f"c{c}") for c in range(6)))])
+        assert error_at(body, "components", "0", "components") == "BASE_TYPE_BAD_LENGTH"
+        assert (await post([_row(_button("i" * 100))]))[0] == 200
+        _, body = await post([_row(_button("i" * 101))])
+        assert error_at(body, "components", "0", "components", "0", "custom_id") == "BASE_TYPE_MAX_LENGTH"
+        _, body = await post([_row(_button("label", "L" * 81))])
+        assert error_at(body, "components", "0", "components", "0", "label") == "BASE_TYPE_MAX_LENGTH"
+        _, body = await post([_row(_button("same")), _row(_button("same"))])
+        assert error_at(body, "components", "1", "components", "0", "custom_id") == "COMPONENT_CUSTOM_ID_DUPLICATED"
+        options = [{"label": str(i), "value": str(i)} for i in range(26)]
+        _, body = await post([_row({"type": 3, "custom_id": "menu", "options": options})])
+        assert error_at(body, "components", "0", "components", "0", "options") == "BASE_TYPE_BAD_LENGTH"
+        assert (await post([_row({"type": 3, "custom_id": "menu", "options": options[:25]})]))[0] == 200
+        # An edit is held to the same rules.
+        async with http.post(url, json={"content": "to edit"}) as resp:
+            message_id = (await resp.json())["id"]
+        async with http.patch(f"{url}/{message_id}", json={"components": full + full}) as resp:
+            assert (resp.status, (await resp.json())["code"]) == (400, 50035)
+        # Autocomplete answers: at most 25 choices.
+        record = d.fake.interactions.create(4, {"name": "x", "type": 1}, user_id=d.alice, channel_id=d.general)
+        callback = f"{d.fake.api_url}/interactions/{record.id}/{record.token}/callback"
+        choices = [{"name": str(i), "value": str(i)} for i in range(26)]
+        async with http.post(callback, json={"type": 8, "data": {"choices": choices}}) as resp:
+            body = await resp.json()
+        assert resp.status == 400 and error_at(body, "data", "choices") == "BASE_TYPE_MAX_LENGTH"
+        async with http.post(callback, json={"type": 8, "data": {"choices": choices[:25]}}) as resp:
+            assert resp.status == 204
+
+
 async def test_tokens_expire_and_cdn_links_need_their_signature(tmp_path) -> None:
     async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession() as http:
         said = await d.say("general", "pic", files=[png(2, 2, (9, 9, 9))])

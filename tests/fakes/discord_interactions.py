@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from .discord_components import check_choices
 from .discord_messages import (Cdn, DiscordError, ExternalAttachment, build_attachments, check_message,
                                form_error, unknown)
 from .discord_rest import NO_CONTENT, ApiRequest, Messages, Route
@@ -321,6 +322,7 @@ class Interactions:
                 check_message(world, data, uploads, size_limit=rec.size_limit, creating=False, path=("data",))
                 message = self.messages.edit(target, data, uploads)
         elif ctype == 8:
+            check_choices(data)
             rec.choices = data.get("choices") or []
         elif ctype == 9:
             title, components = data.get("title") or "", data.get("components") or []

@@ -125,6 +125,8 @@ def check_message(world: World, body: dict[str, Any], uploads: list[Upload], *, 
         total += len((embed.get("footer") or {}).get("text") or "") + len((embed.get("author") or {}).get("name") or "")
     if total > 6000:
         raise form_error(path + ("embeds",), "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000")
+    from .discord_components import check_components  # it builds its errors with form_error, above
+    check_components(body, path)
     if creating and not (content or embeds or uploads or body.get("components") or body.get("sticker_ids")
                          or body.get("poll") or body.get("attachments")):
         raise DiscordError(400, 50006, "Cannot send an empty message")

@@ -27,10 +27,22 @@ def test_oversized_image_is_reencoded_under_the_limit():
 
 
 def test_caption_fits_discord_limit_and_keeps_metadata():
+    image = ImageData(b"", "image/png", 2048, 2048)
     text = render.caption(prompt="p" * 3000, model="gemini-x", provider="mule", resolution="2K", seconds=3.2,
-                          model_text="w " * 2000, notes=["note"])
+                          model_text="w " * 2000, notes=["note"], images=[image])
     assert len(text) <= 2000
-    assert "gemini-x via mule · 2K · 3.2 s" in text and "note" in text
+    assert "-# 2048×2048 · 3.2 s · gemini-x via mule" in text and "note" in text
+    quiet = render.caption(prompt="p", model="gemini-x", provider="mule", resolution="2K", seconds=3.2,
+                           images=[image], details=False)
+    assert quiet.endswith("-# 2048×2048 · 3.2 s") and "mule" not in quiet
+
+
+def test_the_caption_says_the_delivered_size_and_when_it_falls_short():
+    assert render.delivered_size([ImageData(png((96, 64)), "image/png")], None) == "96×64"  # read from the file
+    assert render.delivered_size([ImageData(b"", "image/png", 1024, 768)], "1K") == "1024×768"
+    assert render.delivered_size([ImageData(b"", "image/png", 1024, 1024)], "4K") == "1024×1024 (4K asked)"
+    two = [ImageData(b"", "image/png", 896, 1152), ImageData(b"", "image/png", 1152, 896)]
+    assert render.delivered_size(two, "1K") == "896×1152, 1152×896"
 
 
 @pytest.mark.parametrize("data", [png(), jpeg(), webp()])

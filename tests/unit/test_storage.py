@@ -112,3 +112,20 @@ async def test_processes_starting_at_once_migrate_the_schema_once(store_at):
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_deleting_a_turn_moves_its_children_and_the_head_to_its_parent(storage):
+    conv = await storage.create_conversation(owner_id=1, guild_id=None)
+    first_prompt = await storage.add_turn(conversation_id=conv.id, parent_id=None, role="user", text="p1")
+    first = await storage.add_turn(conversation_id=conv.id, parent_id=first_prompt, role="model", text="m1")
+    prompt = await storage.add_turn(conversation_id=conv.id, parent_id=first, role="user", text="p2")
+    answer = await storage.add_turn(conversation_id=conv.id, parent_id=prompt, role="model", text="m2",
+                                    make_head=True)
+    later = await storage.add_turn(conversation_id=conv.id, parent_id=answer, role="user", text="p3")
+    await storage.delete_turns(conv.id, [answer, prompt])
+    assert (await storage.conversation(conv.id)).head_turn_id == first  # the head was the deleted answer
+    assert await storage.turn(answer) is None and await storage.turn(prompt) is None
+    assert [t.text for t in await storage.history(later, 10)] == ["p1", "m1", "p3"]  # the chain holds
+    other = await storage.create_conversation(owner_id=1, guild_id=None)
+    await storage.delete_turns(other.id, [first])  # another conversation's turn is left alone
+    assert await storage.turn(first) is not None
