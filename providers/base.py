@@ -55,6 +55,7 @@ class ProviderConfig:
     # operator opts in (the gateway's own host is always allowed).
     allow_private_urls: bool = False
     max_download_bytes: int = 50 * 1024 * 1024
+    max_concurrent: int = 64  # calls at once at most; the adaptive limit stays under it (providers.limiter)
 
     def __repr__(self) -> str:  # keep the key out of every repr, log line and traceback
         return (f"ProviderConfig(name={self.name!r}, format={self.format!r}, base_url={self.base_url!r}, "

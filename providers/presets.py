@@ -91,6 +91,7 @@ _OPTIONAL_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "images_input": ("IMAGES_INPUT", _choice("contents", "edits")),
     "allow_private_urls": ("ALLOW_PRIVATE_URLS", _parse_bool),
     "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _parse_int(1)),
+    "max_concurrent": ("MAX_CONCURRENT", _parse_int(1)),
 }
 
 
