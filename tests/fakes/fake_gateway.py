@@ -19,6 +19,8 @@ Default answers (a real PNG, see `image_bytes` / `image_size`):
     GET  /files/NAME                 bytes registered with add_file()
 Admin API for other processes: POST /_fake/enqueue (a Reply as JSON, `body_b64` for raw bytes),
 GET /_fake/requests, POST /_fake/reset.
+Rate-limited mode: `gw.rate_limit = TokenBucket(N, seconds)` (or `--rate-limit N/SECONDS`): beyond N
+requests per window, 429 with Retry-After (see gateway_ratelimit.py); scripted replies come after it.
 
 From another process (the bot's end-to-end tests, the benchmark):
     python -m tests.fakes.fake_gateway --port 0 --latency 0.5 --image-bytes 1500000
@@ -40,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from .gateway_ratelimit import TokenBucket
 
 # The version segment each preset's real base URL ends with (the fake accepts any prefix).
 PRESET_PATHS = {"mulerun": "/v1", "mixroute": "/v1", "infinityblue": "/v1", "openrouter": "/api/v1",
@@ -137,6 +141,7 @@ class FakeGateway:
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, tuple[bytes, str]] = {}
         self.downloads: list[RecordedRequest] = []  # GET /files/... (not model calls)
+        self.rate_limit: TokenBucket | None = None  # rate-limited mode, off by default
         self._queue: deque[Reply] = deque()
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
@@ -292,7 +297,11 @@ class FakeGateway:
             return web.Response(body=found[0], content_type=found[1])
         rec = await self._record(request)
         self.requests.append(rec)
-        reply = self._queue.popleft() if self._queue else self.default_answer(rec)
+        wait = self.rate_limit.take() if self.rate_limit is not None else None
+        if wait is not None:
+            reply = Reply(**TokenBucket.reply_fields(wait))
+        else:
+            reply = self._queue.popleft() if self._queue else self.default_answer(rec)
         if self.latency or reply.delay:
             await asyncio.sleep(self.latency + reply.delay)
         return await self._send(request, reply)
@@ -372,6 +381,9 @@ async def _serve(args: argparse.Namespace) -> None:
     size = tuple(int(x) for x in args.image_size.lower().split("x"))
     gw = FakeGateway(image_size=size, image_bytes=args.image_bytes, chat_style=args.chat_style,  # type: ignore[arg-type]
                      thoughts=args.thoughts, latency=args.latency, host=args.host, port=args.port)
+    if args.rate_limit:
+        count, seconds = args.rate_limit.split("/")
+        gw.rate_limit = TokenBucket(int(count), float(seconds))
     async with gw:
         print(f"FAKE_GATEWAY_URL={gw.url}", flush=True)
         await asyncio.Event().wait()
@@ -386,6 +398,7 @@ def main() -> None:
     parser.add_argument("--image-size", default="1024x1024", help="answer PNG pixels, WxH")
     parser.add_argument("--chat-style", choices=("auto", "parts", "markdown", "images"), default="auto")
     parser.add_argument("--thoughts", action="store_true", help="Gemini answers include thought parts")
+    parser.add_argument("--rate-limit", metavar="N/SECONDS", help="allow N model requests per window, then 429")
     try:
         asyncio.run(_serve(parser.parse_args()))
     except KeyboardInterrupt:
