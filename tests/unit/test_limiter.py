@@ -166,7 +166,7 @@ async def test_a_call_that_waited_for_retry_after_goes_before_newcomers():
     hold, log = asyncio.Event(), []
     busy = asyncio.create_task(run_call(limiter, log, "busy", hold))
     await settle()
-    newcomer = asyncio.create_task(run_call(limiter, log, "newcomer", asyncio.Event()))
+    newcomer = asyncio.create_task(run_call(limiter, log, "newcomer", hold))
 
     async def retry():
         async with limiter.call(retry=True):
@@ -174,9 +174,8 @@ async def test_a_call_that_waited_for_retry_after_goes_before_newcomers():
     retried = asyncio.create_task(retry())
     await settle()
     hold.set()
-    await asyncio.gather(busy, retried)
-    assert log[:3] == ["busy", "retry", "newcomer"]
-    newcomer.cancel()
+    await asyncio.gather(busy, retried, newcomer)
+    assert log == ["busy", "retry", "newcomer"]
 
 
 async def test_queue_position_names_the_callers_place_and_skips_cancelled_calls():
@@ -229,3 +228,22 @@ async def test_a_gateway_that_never_stops_rate_limiting_fails_once_the_patience_
         await router.generate(GenerationRequest("apple"))
     # Two told waits fit the 5 s an attempt may take; then the two ordinary retries; then it fails.
     assert len(slept) == 4 and all(1.9 < s <= 2.0 for s in slept)
+
+
+async def test_a_429_with_retry_after_holds_back_the_providers_new_calls_too(gw, session):
+    from fakes.fake_gateway import Reply
+
+    gate = Gate()
+    env = {"PROVIDERS": "p", **gw.provider_env("p", "mulerun", KEY)}
+    router = ProviderRouter(load_provider_configs(env), session, sleep=gate)
+    gw.enqueue(Reply(status=429, headers={"Retry-After": "3"}, body={"error": {"message": "slow down"}}))
+    first = asyncio.create_task(router.generate(GenerationRequest("first")))
+    while not gate.asked:  # the first call got its 429 and waits the 3 s it was told
+        await asyncio.sleep(0.01)
+    second = asyncio.create_task(router.generate(GenerationRequest("second")))
+    while router.get("p").limiter.waiting == 0 and len(gw.requests) < 2:
+        await asyncio.sleep(0.01)
+    assert len(gw.requests) == 1 and router.queue_position(second) == 1  # the newcomer waits in line
+    gate.over.set()
+    results = await asyncio.gather(first, second)
+    assert gate.asked == [3.0] and len(gw.requests) == 3 and all(r.images for r in results)
