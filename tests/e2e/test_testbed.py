@@ -146,7 +146,8 @@ async def test_nothing_unknown_was_asked(sample_bot: Driver) -> None:
 # ---- Discord's rules over raw REST (no bot process) -------------------------------------------------
 
 async def test_limits_and_unknown_routes_over_rest(tmp_path) -> None:
-    async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession(
+    # Eight messages in a row in one channel: over Discord's rate limit, which is not what this tests.
+    async with Driver(log_dir=tmp_path, rate_limits=False) as d, aiohttp.ClientSession(
             headers={"Authorization": f"Bot {d.world.bot_token}"}) as http:
         url = f"{d.fake.api_url}/channels/{d.general}/messages"
 
@@ -201,7 +202,8 @@ async def test_tokens_expire_and_cdn_links_need_their_signature(tmp_path) -> Non
 
 async def test_interaction_webhooks_over_rest(tmp_path) -> None:
     """Multipart callbacks with_response, the first followup replacing a deferral, keep-lists on edit."""
-    async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession() as http:
+    # Raw requests in a row on one token, faster than Discord allows (not what this tests).
+    async with Driver(log_dir=tmp_path, rate_limits=False) as d, aiohttp.ClientSession() as http:
         def form(payload: dict, *files: tuple[str, bytes]) -> aiohttp.FormData:
             data = aiohttp.FormData(quote_fields=False)
             data.add_field("payload_json", json.dumps(payload))
