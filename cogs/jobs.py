@@ -112,6 +112,7 @@ class Job:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     final: bool = False
     reservation: Reservation | None = None
+    status_task: asyncio.Task | None = None
 
 
 class JobRunner:
@@ -124,6 +125,7 @@ class JobRunner:
         self.jobs: dict[str, Job] = {}  # jobs not yet finished
         self.accepting = True
         self.quota = QuotaKeeper(bot)
+        self._thread_tasks: set[asyncio.Task] = set()  # threads still being created for delivered results
 
     # -- admission -------------------------------------------------------------------------------
 
@@ -181,7 +183,7 @@ class JobRunner:
 
     async def _run(self, job: Job, user_turn: int, ticket: Ticket) -> None:
         storage = self.bot.storage
-        status_task = asyncio.create_task(self._show_status(job, ticket))
+        job.status_task = status_task = asyncio.create_task(self._show_status(job, ticket))
         outcome = "failed"  # for the usage record, unless the job was charged
         try:
             await ticket.wait_turn()
@@ -258,6 +260,7 @@ class JobRunner:
                                      resolution=spec.options.resolution, seconds=time.monotonic() - job.started,
                                      model_text=result.text, notes=notes, author_mention=spec.user.mention)
             try:
+                _drop_pending_status(job)
                 async with job.lock:
                     job.final = True
                     return await job.reply.deliver(content, files, result_view(job.id))
@@ -276,6 +279,14 @@ class JobRunner:
         # A thread started on a message takes that message's id: claim it before the thread exists,
         # so a member's first message in the new thread already finds its conversation.
         await self.bot.storage.attach_channel(conv.id, message.id)
+        # Discord paces thread creation per channel: the thread follows in the background, so that
+        # the job's slot (and the results behind it) never waits for it.
+        task = asyncio.create_task(self._create_thread(conv, job, message, channel))
+        self._thread_tasks.add(task)
+        task.add_done_callback(self._thread_tasks.discard)
+
+    async def _create_thread(self, conv: Conversation, job: Job, message: discord.Message,
+                             channel: discord.TextChannel) -> None:
         try:
             thread = await channel.create_thread(name=render._trim(job.spec.prompt, 90) or "Image",
                                                  message=message, auto_archive_duration=1440)
@@ -288,6 +299,8 @@ class JobRunner:
                                        "or reply with /edit to keep refining it.")
             except discord.HTTPException:
                 pass
+        except Exception:  # no job is left to report it: log it
+            log.exception("could not start a thread on %s", message.id)
         else:
             self.bot.dispatch("conversation_thread", thread, conv.id)  # cogs.preferences posts its settings card
 
@@ -297,6 +310,7 @@ class JobRunner:
         except Exception:
             log.exception("could not record the outcome of job %s", job.id)
         try:
+            _drop_pending_status(job)
             async with job.lock:
                 job.final = True
                 await job.reply.fail(f"{job.spec.user.mention} {text}" if status != "cancelled" else text,
@@ -307,6 +321,7 @@ class JobRunner:
     async def _show_status(self, job: Job, ticket: Ticket) -> None:
         """Keep the status line fresh: queue position while waiting, elapsed time while running."""
         await ticket.wait_to_post()
+        shown = None  # an unchanged line is not worth one of the channel's few edits a second
         while True:
             if job.state == "running":
                 elapsed = time.monotonic() - job.started
@@ -319,7 +334,9 @@ class JobRunner:
                 if job.final:
                     return
                 try:
-                    await job.reply.status(text, cancel_view(job.id))
+                    if text != shown:
+                        await job.reply.status(text, cancel_view(job.id))
+                        shown = text
                 except discord.HTTPException as exc:
                     log.debug("status update for %s failed: %s", job.id, exc.status)
                 finally:
@@ -352,6 +369,14 @@ class JobRunner:
                                  "Press Reroll to run it again.", result_view(job.id, failed=True))
         except discord.HTTPException:
             pass
+
+
+def _drop_pending_status(job: Job) -> None:
+    """The result never waits for a status edit: one still pending (Discord's rate limit queues it in
+    discord.py) is cancelled. Not the first status message, though: a cancelled send might still be posted."""
+    job.final = True
+    if job.status_task is not None and job.reply.message_id is not None:
+        job.status_task.cancel()
 
 
 def _conversation_channel(channel) -> int | None:

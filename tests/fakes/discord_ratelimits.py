@@ -52,7 +52,7 @@ class RateLimitSettings:
     message_edit: Limit = Limit(5, 5.0)
     message_delete: Limit = Limit(5, 1.0)
     reaction: Limit = Limit(1, 0.25)
-    thread_create: Limit = Limit(10, 60.0, scope="shared")
+    thread_create: Limit = Limit(5, 5.0, scope="shared")
     interaction_webhook: Limit = Limit(5, 2.0, major=WEBHOOK)  # per interaction token
 
     def table(self) -> dict[str, tuple[str, Limit]]:
@@ -100,6 +100,7 @@ class DiscordRateLimits:
         self.by_route: Counter[str] = Counter()  # route template -> 429s served
         self.by_scope: Counter[str] = Counter()  # user / shared / global -> 429s served
         self.requests_by_route: Counter[str] = Counter()  # route template -> requests on limited routes
+        self.refusals: list[tuple[float, str, tuple[str, ...], float]] = []  # (when, route, bucket, retry_after)
 
     @property
     def enabled(self) -> bool:
@@ -124,12 +125,12 @@ class DiscordRateLimits:
             window = self._window(bucket, limit.window, now)
             if window.used >= limit.requests:
                 return self._refuse(route, self._headers(name, limit, window, now), limit.scope,
-                                    window.opened + limit.window - now)
+                                    window.opened + limit.window - now, bucket)
         if not exempt_from_global:
             self._global = self._window_of(self._global, 1.0, now)
             if self._global.used >= self.settings.global_per_second:
                 return self._refuse(route, {"X-RateLimit-Global": "true"}, "global",
-                                    self._global.opened + 1.0 - now)
+                                    self._global.opened + 1.0 - now, ("global",))
             self._global.used += 1
         if rule is None:
             return Verdict()
@@ -154,8 +155,10 @@ class DiscordRateLimits:
                 "X-RateLimit-Reset-After": f"{reset_after:.3f}",
                 "X-RateLimit-Bucket": hashlib.sha1(name.encode()).hexdigest()[:16]}
 
-    def _refuse(self, route: str, headers: dict[str, str], scope: str, retry_after: float) -> Verdict:
+    def _refuse(self, route: str, headers: dict[str, str], scope: str, retry_after: float,
+                bucket: tuple[str, ...]) -> Verdict:
         retry_after = max(0.001, retry_after)
+        self.refusals.append((self._clock(), route, bucket, retry_after))
         if "X-RateLimit-Remaining" in headers:
             headers["X-RateLimit-Remaining"] = "0"
         headers.update({"Retry-After": str(math.ceil(retry_after)), "X-RateLimit-Scope": scope})
