@@ -22,7 +22,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 async def test_ready_commands_and_gateway(sample_bot: Driver) -> None:
     d = sample_bot
-    assert {c["name"] for c in d.commands(guild=False)} == {"draw", "thread", "form", "stress", "Size"}
+    assert {c["name"] for c in d.commands(guild=False)} == {"draw", "thread", "burst", "form", "stress", "Size"}
     first = d.fake.gateway.connections[0]
     assert (first.path, first.kind, first.compress) == ("/gateway", "identify", "zlib-stream")
     assert [r.route for r in d.requests[:2]] == ["GET /users/@me", "GET /oauth2/applications/@me"]
