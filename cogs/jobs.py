@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Discord allows about 5 edits of a message per 2 s (interaction webhooks) or per 5 s (a channel's
+# messages), and discord.py holds later requests back once a bucket is spent: with one status edit per
+# 1.5 s at most, the result always finds room. (Cancelling a pending edit instead is unsafe: discord.py's
+# webhook lock is never released when a request is cancelled while it waits out a bucket.)
+STATUS_EDIT_GAP = 1.5
+
 
 @dataclass(frozen=True)
 class Options:
@@ -112,7 +118,6 @@ class Job:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     final: bool = False
     reservation: Reservation | None = None
-    status_task: asyncio.Task | None = None
 
 
 class JobRunner:
@@ -183,7 +188,7 @@ class JobRunner:
 
     async def _run(self, job: Job, user_turn: int, ticket: Ticket) -> None:
         storage = self.bot.storage
-        job.status_task = status_task = asyncio.create_task(self._show_status(job, ticket))
+        status_task = asyncio.create_task(self._show_status(job, ticket))
         outcome = "failed"  # for the usage record, unless the job was charged
         try:
             await ticket.wait_turn()
@@ -260,7 +265,6 @@ class JobRunner:
                                      resolution=spec.options.resolution, seconds=time.monotonic() - job.started,
                                      model_text=result.text, notes=notes, author_mention=spec.user.mention)
             try:
-                _drop_pending_status(job)
                 async with job.lock:
                     job.final = True
                     return await job.reply.deliver(content, files, result_view(job.id))
@@ -310,7 +314,6 @@ class JobRunner:
         except Exception:
             log.exception("could not record the outcome of job %s", job.id)
         try:
-            _drop_pending_status(job)
             async with job.lock:
                 job.final = True
                 await job.reply.fail(f"{job.spec.user.mention} {text}" if status != "cancelled" else text,
@@ -341,7 +344,7 @@ class JobRunner:
                     log.debug("status update for %s failed: %s", job.id, exc.status)
                 finally:
                     ticket.posted()
-            await asyncio.sleep(self.settings.status_interval)
+            await asyncio.sleep(max(self.settings.status_interval, STATUS_EDIT_GAP))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -369,14 +372,6 @@ class JobRunner:
                                  "Press Reroll to run it again.", result_view(job.id, failed=True))
         except discord.HTTPException:
             pass
-
-
-def _drop_pending_status(job: Job) -> None:
-    """The result never waits for a status edit: one still pending (Discord's rate limit queues it in
-    discord.py) is cancelled. Not the first status message, though: a cancelled send might still be posted."""
-    job.final = True
-    if job.status_task is not None and job.reply.message_id is not None:
-        job.status_task.cancel()
 
 
 def _conversation_channel(channel) -> int | None:
