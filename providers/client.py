@@ -63,7 +63,7 @@ class _Exchange:
 
 
 class ProviderClient:
-    """One configured provider: build, send, retry, parse. Stateless between calls."""
+    """One configured provider: build, send, retry, parse. Its only state is its limiter (calls at once)."""
 
     def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, *,
                  translator: ModuleType | None = None, redactor: Redactor | None = None,
