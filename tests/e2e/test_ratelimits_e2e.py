@@ -9,7 +9,7 @@ import sys
 import pytest
 import pytest_asyncio
 
-from fakes.bot_helpers import bot_env, result_of
+from fakes.bot_helpers import bot_env, result_of, start_in_thread
 from fakes.discord_ratelimits import Limit, RateLimitSettings
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway
@@ -88,3 +88,22 @@ async def test_fifty_imagine_in_one_channel_with_discords_limits_all_deliver_non
         status_edits = [r.at for r in d.requests if token in r.path and r.method == "PATCH" and not r.files]
         assert all(b - a >= 1.45 for a, b in zip(status_edits, status_edits[1:])), status_edits
     assert [r for r in d.fake.ratelimits.refusals if "/webhooks/" in r[1]] == []
+
+
+async def test_turns_waiting_in_a_thread_do_not_spend_the_channels_edits(world):
+    d, gw = world
+    _, thread = await start_in_thread(d, "a queue of turns")
+    mark = d.mark()
+    gw.latency = 1.0  # the last turn waits about 3 s for the three before it
+    try:
+        for n in range(4):
+            await d.say(thread, f"turn {n} please")
+        answers = await d.wait_for_messages(thread, 4, result_of, after=mark, timeout=60)
+    finally:
+        gw.latency = 0.0
+    assert [a.content.split("**")[1] for a in answers] == [f"turn {n} please" for n in range(4)]
+    # A status line is edited only when it changes: waiting turns, whose line stays the same, do not
+    # use up the thread's 5 edits per 5 s that the running turn's result needs.
+    for answer in answers:
+        versions = [v["content"] for v in answer.record.history]
+        assert all(a != b for a, b in zip(versions, versions[1:])), versions

@@ -247,3 +247,15 @@ async def test_a_429_with_retry_after_holds_back_the_providers_new_calls_too(gw,
     gate.over.set()
     results = await asyncio.gather(first, second)
     assert gate.asked == [3.0] and len(gw.requests) == 3 and all(r.images for r in results)
+
+
+def test_max_concurrent_is_read_per_provider_and_bounds_the_limiter():
+    from providers.client import ProviderClient
+
+    env = {"PROVIDERS": "p", "PROVIDER_P_PRESET": "mulerun", "PROVIDER_P_API_KEY": KEY, "PROVIDER_P_MAX_CONCURRENT": "3"}
+    [config] = load_provider_configs(env)
+    assert config.max_concurrent == 3
+    assert ProviderClient(config, session=None).limiter.max_limit == 3  # type: ignore[arg-type]
+    with pytest.raises(Exception) as info:
+        load_provider_configs({**env, "PROVIDER_P_MAX_CONCURRENT": "0"})
+    assert "PROVIDER_P_MAX_CONCURRENT" in str(info.value) and ">= 1" in str(info.value)
