@@ -26,6 +26,7 @@ from core.metrics import Metrics, RateLimitCounter
 from core.quota import QuotaKeeper
 from providers.client import ProviderRouter
 from providers.errors import ConfigError
+from providers.limiter import MemoryBudget
 from store import Store, open_store
 
 log = logging.getLogger("bot")
@@ -79,7 +80,8 @@ class ImageBot(commands.Bot):
     async def setup_hook(self) -> None:
         config = self.config
         self.store = await open_store(config.database_path, config.database_url)
-        self.providers = ProviderRouter(config.providers, self.http_session, cpu=self.cpu)
+        self.providers = ProviderRouter(config.providers, self.http_session, cpu=self.cpu,
+                                        memory_budget=MemoryBudget(config.max_inflight_mb * 1024 * 1024))
         self.quota = QuotaKeeper(store=self.store, config=config, providers=self.providers)
         self.jobs = JobRunner(store=self.store, providers=self.providers, quota=self.quota, config=config,
                               metrics=self.metrics)

@@ -150,6 +150,8 @@ class ChannelReply(Reply):
                 self._message = await self._message.edit(**edit)
             return self._message
         except discord.HTTPException as exc:
+            for file in fields.get("files") or ():
+                file.reset()  # the refused attempt read them: the next one sends them from the start
             if exc.code == UNKNOWN_MESSAGE and self._message is not None:
                 log.info("status message %s was deleted; posting a new one", self._message.id)
                 self._message = None  # somebody deleted it: the answer still deserves a message

@@ -36,7 +36,10 @@ class Config:
     max_image_pixels: int = 50_000_000  # decompression-bomb guard
     attachment_hosts: tuple[str, ...] = DISCORD_ATTACHMENT_HOSTS
     # Load
-    max_concurrent_jobs: int = 8  # generations in flight at once, the rest wait in a queue
+    # Generations in flight at once, an overall ceiling: each provider adapts its own limit to what
+    # its gateway takes (PROVIDER_<NAME>_MAX_CONCURRENT), within a memory budget for answers in flight.
+    max_concurrent_jobs: int = 256
+    max_inflight_mb: int = 1024  # about 16 4K answers at once
     user_max_jobs: int | None = 3  # running or queued jobs per member
     user_cooldown_seconds: float | None = 0.0
     # Quotas and spend (None: unlimited; see limits.py, pricing.py and .env.example)
@@ -94,7 +97,8 @@ class Config:
             max_image_bytes=reader.int("MAX_IMAGE_BYTES", 20 * 1024 * 1024, minimum=1024),
             max_image_pixels=reader.int("MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
             attachment_hosts=reader.list("DISCORD_ATTACHMENT_HOSTS") or DISCORD_ATTACHMENT_HOSTS,
-            max_concurrent_jobs=reader.int("MAX_CONCURRENT_JOBS", 8, minimum=1),
+            max_concurrent_jobs=reader.int("MAX_CONCURRENT_JOBS", 256, minimum=1),
+            max_inflight_mb=reader.int("MAX_INFLIGHT_MB", 1024, minimum=64),
             user_max_jobs=reader.limit("user_max_jobs", default=3),
             user_cooldown_seconds=reader.limit("user_cooldown_seconds", default=0.0),
             user_daily_images=reader.limit("user_daily_images"),

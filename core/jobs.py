@@ -40,7 +40,11 @@ from .quota import LimitError, QuotaKeeper, Reservation
 
 log = logging.getLogger(__name__)
 
-PREVIEW_GAP = 1.5  # seconds: status edits that progress brings come at most this often
+# Discord allows about 5 edits of a message per 2 s (interaction webhooks) or per 5 s (a channel's
+# messages), and discord.py holds later requests back once a bucket is spent: with one status edit per
+# 1.5 s at most, the result always finds room. (Cancelling a pending edit instead is unsafe: discord.py's
+# webhook lock is never released when a request is cancelled while it waits out a bucket.)
+STATUS_EDIT_GAP = 1.5
 WORDS_SHOWN = 160  # characters of the model's latest words on the status line
 
 
@@ -125,6 +129,7 @@ class JobRunner:
         self.metrics.jobs_queued.set_function(lambda: self.counts()[1])
         self.queue = InProcessQueue(config.max_concurrent_jobs)
         self.jobs: dict[str, Job] = {}  # jobs not yet finished
+        self._thread_tasks: set[asyncio.Task] = set()  # threads still being created for delivered results
         self.accepting = True
 
     # -- starting a job ------------------------------------------------------------------------
@@ -293,8 +298,18 @@ class JobRunner:
         # A thread started on a message takes that message's id: claim it before the thread exists,
         # so a member's first message in the new thread already finds its conversation.
         await self.store.attach_channel(conv.id, message_id)
-        if not await job.delivery.open_thread(job.spec.prompt, message_id, conv.id):
-            await self.store.attach_channel(conv.id, None)
+        # Discord paces thread creation per channel: the thread follows in the background, so that
+        # the job's slot (and the results behind it) never waits for it.
+        task = asyncio.create_task(self._create_thread(conv, job, message_id))
+        self._thread_tasks.add(task)
+        task.add_done_callback(self._thread_tasks.discard)
+
+    async def _create_thread(self, conv: Conversation, job: Job, message_id: int) -> None:
+        try:
+            if not await job.delivery.open_thread(job.spec.prompt, message_id, conv.id):
+                await self.store.attach_channel(conv.id, None)
+        except Exception:  # no job is left to report it: log it
+            log.exception("could not start a thread on %s", message_id)
 
     async def _finish_failed(self, job: Job, status: str, text: str, *, retry: bool = False) -> None:
         try:
@@ -309,9 +324,13 @@ class JobRunner:
     async def _show_status(self, job: Job, ticket: Ticket) -> None:
         """Keep the status line fresh: queue position while waiting, elapsed time while running."""
         await ticket.wait_to_post()
+        shown = None  # an unchanged line is not worth one of the channel's few edits a second
         while True:
             preview, job.preview = job.preview, None  # a draft is uploaded once
-            if job.state == "running":
+            waiting_at_provider = self.providers.queue_position(job.task) if job.state == "running" else 0
+            if waiting_at_provider:  # its gateway is busy (adaptive limit, Retry-After): an honest position
+                text = f"⏳ In the queue, position {waiting_at_provider}…"
+            elif job.state == "running":
                 elapsed = time.monotonic() - job.started
                 text = f"🎨 Generating… {elapsed:.0f} s" if elapsed >= 1 else "🎨 Generating…"
                 text += progress_lines(job.words, preview is not None or job.shows_preview)
@@ -324,18 +343,19 @@ class JobRunner:
                 if job.final:
                     return
                 try:
-                    await job.delivery.status(text, job.id, preview)
+                    if text != shown or preview is not None:
+                        await job.delivery.status(text, job.id, preview)
+                        shown = text
                 finally:
                     ticket.posted()
             edited = time.monotonic()
             try:  # the next refresh, or sooner when the stream brings something new ...
-                await asyncio.wait_for(job.progressed.wait(), self.config.status_interval)
+                await asyncio.wait_for(job.progressed.wait(), max(self.config.status_interval, STATUS_EDIT_GAP))
                 job.progressed.clear()
-                # ... but never more than one edit per PREVIEW_GAP: previews must not slow delivery
-                # or use up Discord's rate limits
-                await asyncio.sleep(max(0.0, edited + PREVIEW_GAP - time.monotonic()))
             except asyncio.TimeoutError:
                 pass
+            # ... but never more than one edit per STATUS_EDIT_GAP
+            await asyncio.sleep(max(0.0, edited + STATUS_EDIT_GAP - time.monotonic()))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -356,6 +376,8 @@ class JobRunner:
             await asyncio.wait(running, timeout=grace)
         for job in list(self.jobs.values()):
             await self._interrupt(job)
+        if self._thread_tasks:  # threads of delivered results, with their settings cards
+            await asyncio.wait(self._thread_tasks, timeout=10)
         await self.quota.drain()
 
     async def _interrupt(self, job: Job) -> None:

@@ -90,6 +90,7 @@ class ProviderConfig:
     # operator opts in (the gateway's own host is always allowed).
     allow_private_urls: bool = False
     max_download_bytes: int = 50 * 1024 * 1024
+    max_concurrent: int = 64  # calls at once at most; the adaptive limit stays under it (providers.limiter)
     # The sizes this provider's model renders, when the operator lists them (a gateway's own model
     # alias the bot cannot recognise); None: from the model name (core/models.py).
     resolutions: tuple[str, ...] | None = None

@@ -7,6 +7,8 @@
 Policy: connection errors, timeouts, 408, 429 and 5xx are retried (config.max_retries times,
 exponential backoff with jitter, or the server's own Retry-After / retry-after-ms / RetryInfo
 wait when it is at most RETRY_AFTER_CAP seconds; a longer wait gives up on that provider).
+A 429 that says how long to wait is not a failure: the provider's limiter (providers.limiter) halves
+its concurrency, and this call and every new one wait that long, for up to the provider's timeout.
 Then the router fails over to the next provider in PROVIDERS order. Refusals are final; a bad
 request is not sent elsewhere either.
 
@@ -29,15 +31,16 @@ import aiohttp
 
 from .base import CpuRunner, HttpRequest, ParsedAnswer, ProviderConfig, ThreadRunner
 from .presets import translator_for
-from .errors import (AuthError, ConfigError, MalformedResponse, NoImageError, ProviderError,
-                     ProviderTimeout, RateLimitError, ServerError)
+from .errors import (ConfigError, MalformedResponse, NoImageError, ProviderError,
+                     ProviderTimeout, RateLimitError, ServerError, most_meaningful)
 from .fetch import download
 from .http_errors import backoff_delay, error_for_response, error_in_event, html_answer
 from .images import to_image
+from .limiter import AdaptiveLimiter, MemoryBudget, answer_cost, mark_caller
 from .models import Attempt, GenerationRequest, GenerationResult, ImageData, OnProgress
 from .payload import BIG, Chunks, joined
 from .progress import ON_PROGRESS, ProgressFeed, report_drafts
-from .redact import Redactor, excerpt
+from .redact import Redactor, excerpt, redact_texts
 from .sse import SSEReader
 
 log = logging.getLogger(__name__)
@@ -60,14 +63,16 @@ class _Exchange:
 
 
 class ProviderClient:
-    """One configured provider: build, send, retry, parse. Stateless between calls."""
+    """One configured provider: build, send, retry, parse. Its only state is its limiter (calls at once)."""
 
     def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, *,
                  translator: ModuleType | None = None, redactor: Redactor | None = None,
                  sleep: Sleep = asyncio.sleep, rng: Callable[[], float] = random.random,
-                 retry_after_cap: float = RETRY_AFTER_CAP, cpu: CpuRunner | None = None) -> None:
+                 retry_after_cap: float = RETRY_AFTER_CAP, cpu: CpuRunner | None = None,
+                 budget: MemoryBudget | None = None) -> None:
         self.config = config
         self._cpu = cpu or ThreadRunner()
+        self.limiter = AdaptiveLimiter(max_limit=config.max_concurrent, budget=budget, sleep=sleep)
         self._session = session
         self._translator = translator or translator_for(config)
         self._redact = redactor or Redactor([config.api_key])
@@ -86,14 +91,15 @@ class ProviderClient:
         token = ON_PROGRESS.set(on_progress) if on_progress is not None else None
         try:
             fan_out = request.count > 1 and self.config.format != "openai_images"
+            cost = answer_cost(request.resolution, 1 if fan_out else request.count)
             # Building and serialising the body base64-encodes every input image: off the loop,
             # and once even when several identical calls go out.
             http, body = await self._cpu.run(
                 self._prepare, dataclasses.replace(request, count=1) if fan_out else request)
             if fan_out:
-                answer, images = await self._fan_out(http, body, request.count)
+                answer, images = await self._fan_out(http, body, request.count, cost)
             else:
-                answer, images = await self._call(http, body, request.count)
+                answer, images = await self._call(http, body, cost, request.count)
         except ProviderError as exc:
             exc.provider = exc.provider or self.config.name
             raise self._redact.error(exc)
@@ -107,13 +113,13 @@ class ProviderClient:
         # text, or in a text part kept for the next turn) must not carry it there.
         return GenerationResult(images=images, text=self._redact.exact(answer.text), usage=answer.usage,
                                 provider=self.config.name, model=answer.model or self.config.model,
-                                seconds=seconds, provider_state=_redact_texts(answer.provider_state, self._redact),
+                                seconds=seconds, provider_state=redact_texts(answer.provider_state, self._redact),
                                 warnings=[f"asked for {request.count} images, got {len(images)}"]
                                 if len(images) < request.count else [])
 
     async def _fan_out(self, http: HttpRequest, body: bytes | None,
-                       count: int) -> tuple[ParsedAnswer, list[ImageData]]:
-        outcomes = await asyncio.gather(*(self._call(http, body) for _ in range(count)),
+                       count: int, cost: int) -> tuple[ParsedAnswer, list[ImageData]]:
+        outcomes = await asyncio.gather(*(self._call(http, body, cost) for _ in range(count)),
                                         return_exceptions=True)
         good = [o for o in outcomes if not isinstance(o, BaseException)]
         for outcome in outcomes:
@@ -124,9 +130,9 @@ class ProviderClient:
                         len(outcomes) - len(good), len(outcomes))
         return ParsedAnswer.merged([a for a, _ in good]), [img for _, imgs in good for img in imgs]
 
-    async def _call(self, http: HttpRequest, body: bytes | None,
+    async def _call(self, http: HttpRequest, body: bytes | None, cost: int,
                     expected: int = 1) -> tuple[ParsedAnswer, list[ImageData]]:
-        answer = await self._with_retries(http, body)
+        answer = await self._with_retries(http, body, cost)
         if not http.stream:  # a stream's drafts were reported as they came
             await report_drafts(answer.drafts, self.config.name)
         images = list(answer.images)
@@ -145,26 +151,31 @@ class ProviderClient:
         body = json.dumps(http.json, ensure_ascii=False).encode() if http.json is not None else None
         return http, body
 
-    async def _with_retries(self, http: HttpRequest, body: bytes | None) -> ParsedAnswer:
-        retries = 0
+    async def _with_retries(self, http: HttpRequest, body: bytes | None, cost: int) -> ParsedAnswer:
+        retries, waited = 0, 0.0  # waited: seconds spent on the gateway's own Retry-After for rate limits
         while True:
             try:
-                return await self._attempt(http, body)
+                async with self.limiter.call(cost, retry=bool(retries or waited)):
+                    return await self._attempt(http, body)
             except ProviderError as exc:
                 exc.provider = exc.provider or self.config.name
                 self._redact.error(exc)
                 hint = getattr(exc, "retry_after", None)
-                if not exc.retryable or retries >= self.config.max_retries:
+                # The gateway said when: wait, without using up a retry, as long as one attempt may take.
+                told = (isinstance(exc, RateLimitError) and hint is not None and hint <= self._cap
+                        and waited + hint <= self.config.timeout)
+                if not exc.retryable or (retries >= self.config.max_retries and not told):
                     raise
                 if hint and hint > self._cap:
                     log.warning("%s: asked to wait %.0fs (over %.0fs): giving up on this provider",
                                 self.config.name, hint, self._cap)
                     raise
                 delay = hint or backoff_delay(retries, self._rng())
-                retries += 1
-                log.warning("%s: %s (%s); retry %d/%d in %.2fs", self.config.name,
-                            type(exc).__name__, exc.detail or exc, retries, self.config.max_retries, delay)
-                await self._sleep(delay)
+                waited, retries = (waited + delay, retries) if told else (waited, retries + 1)
+                what = "waiting as the gateway asked" if told else f"retry {retries}/{self.config.max_retries}"
+                log.warning("%s: %s (%s); %s: %.2fs (%s)", self.config.name, type(exc).__name__,
+                            exc.detail or exc, what, delay, self.limiter)
+                await (self.limiter.pause(delay) if hint else self._sleep(delay))
 
     async def _attempt(self, http: HttpRequest, body: bytes | None) -> ParsedAnswer:
         cfg = self.config
@@ -304,12 +315,13 @@ class ProviderRouter:
     def __init__(self, configs: Sequence[ProviderConfig], session: aiohttp.ClientSession, *,
                  sleep: Sleep = asyncio.sleep, rng: Callable[[], float] = random.random,
                  translators: Callable[[ProviderConfig], ModuleType] = translator_for,
-                 cpu: CpuRunner | None = None) -> None:
+                 cpu: CpuRunner | None = None, memory_budget: MemoryBudget | None = None) -> None:
         if not configs:
             raise ConfigError("PROVIDERS is not set: no provider configured")
         self._redact = Redactor(c.api_key for c in configs)
-        self._clients = {c.name: ProviderClient(c, session, translator=translators(c), sleep=sleep,
-                                                rng=rng, redactor=self._redact, cpu=cpu) for c in configs}
+        self._clients = {c.name: ProviderClient(c, session, translator=translators(c), sleep=sleep, rng=rng,
+                                                redactor=self._redact, cpu=cpu, budget=memory_budget)
+                         for c in configs}
 
     @property
     def names(self) -> list[str]:
@@ -324,8 +336,13 @@ class ProviderRouter:
     def __repr__(self) -> str:
         return f"ProviderRouter({self.names})"
 
+    def queue_position(self, task: asyncio.Task | None) -> int:
+        """1-based place in its provider's queue of a call made by `task` (which called generate); 0: none."""
+        return next((p for c in self._clients.values() if (p := c.limiter.position(task))), 0)
+
     async def generate(self, request: GenerationRequest, *, provider: str | None = None,
                        on_progress: OnProgress | None = None) -> GenerationResult:
+        mark_caller()
         first = self.get(provider).config.name if provider else self.names[0]
         order = [first] + [n for n in self.names if n != first]
         errors: list[ProviderError] = []
@@ -344,24 +361,7 @@ class ProviderRouter:
                 continue
             result.attempts = attempts
             return result
-        raise _most_meaningful(errors)
-
-
-# When every provider failed, tell the user the thing they can act on: "busy, retry in N s"
-# beats "took too long" beats "unavailable" beats "unreadable answer" beats "bad key".
-_RANK = (RateLimitError, ProviderTimeout, ServerError, MalformedResponse, AuthError)
-
-
-def _most_meaningful(errors: list[ProviderError]) -> ProviderError:
-    def rank(err: ProviderError) -> int:
-        return next((i for i, cls in enumerate(_RANK) if isinstance(err, cls)), len(_RANK))
-
-    best = min(errors, key=rank)
-    if len(errors) > 1:
-        summary = "; ".join(f"{e.provider}: {type(e).__name__}" + (f" HTTP {e.status}" if e.status else "")
-                            for e in errors)
-        best.detail = f"all providers failed ({summary})" + (f"; {best.detail}" if best.detail else "")
-    return best
+        raise most_meaningful(errors)
 
 
 # Run in a worker process (core.cpu.CpuPool.run_process): joining a 4K answer's 23 MB is a copy the
@@ -378,16 +378,6 @@ def _parse_stream(parse: Callable[[ProviderConfig, list[bytes]], ParsedAnswer], 
 
 def _head(body: bytes | Chunks, n: int) -> bytes:
     return body.head(n) if isinstance(body, Chunks) else body[:n]
-
-
-def _redact_texts(state: Any, redact: Redactor) -> Any:
-    """provider_state with every "text" value redacted; everything else (thought signatures) as is."""
-    if isinstance(state, dict):
-        return {k: redact.exact(v) if k == "text" and isinstance(v, str) else _redact_texts(v, redact)
-                for k, v in state.items()}
-    if isinstance(state, list):
-        return [_redact_texts(v, redact) for v in state]
-    return state
 
 
 def _form(fields: list[tuple[str, bytes | str, str | None, str | None]]) -> aiohttp.FormData:

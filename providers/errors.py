@@ -132,3 +132,20 @@ def error_class_for_status(status: int) -> type[ProviderError]:
     if 400 <= status < 500:
         return BadRequestError
     return ServerError
+
+
+# When every provider failed, tell the user the thing they can act on: "busy, retry in N s"
+# beats "took too long" beats "unavailable" beats "unreadable answer" beats "bad key".
+_RANK = (RateLimitError, ProviderTimeout, ServerError, MalformedResponse, AuthError)
+
+
+def most_meaningful(errors: list[ProviderError]) -> ProviderError:
+    def rank(err: ProviderError) -> int:
+        return next((i for i, cls in enumerate(_RANK) if isinstance(err, cls)), len(_RANK))
+
+    best = min(errors, key=rank)
+    if len(errors) > 1:
+        summary = "; ".join(f"{e.provider}: {type(e).__name__}" + (f" HTTP {e.status}" if e.status else "")
+                            for e in errors)
+        best.detail = f"all providers failed ({summary})" + (f"; {best.detail}" if best.detail else "")
+    return best

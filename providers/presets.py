@@ -81,6 +81,7 @@ _OPTIONAL_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "allow_private_urls": ("ALLOW_PRIVATE_URLS", parse_bool),
     "max_download_bytes": ("MAX_DOWNLOAD_BYTES", _parse_int(1)),
     "resolutions": ("RESOLUTIONS", _resolutions),
+    "max_concurrent": ("MAX_CONCURRENT", _parse_int(1)),
 }
 
 

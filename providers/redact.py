@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from .errors import ProviderError, RefusedError
 
@@ -75,3 +76,13 @@ def excerpt(body: bytes | str, redact: Redactor, limit: int = 200) -> str:
     text = " ".join(text[: limit * 4].split())
     text = redact(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact_texts(state: Any, redact: Redactor) -> Any:
+    """provider_state with every "text" value redacted; everything else (thought signatures) as is."""
+    if isinstance(state, dict):
+        return {k: redact.exact(v) if k == "text" and isinstance(v, str) else redact_texts(v, redact)
+                for k, v in state.items()}
+    if isinstance(state, list):
+        return [redact_texts(v, redact) for v in state]
+    return state

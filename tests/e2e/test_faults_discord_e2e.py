@@ -76,6 +76,8 @@ async def test_double_click_starts_one_job(world):
     d, gw = world
     h = await d.slash("imagine", {"prompt": "click me twice"})
     first = await h.response(where=result_of, timeout=20)
+    # The thread follows the result at the pace Discord allows in the channel; the click comes after it.
+    await d.wait_for_thread(lambda t: int(t["id"]) == first.id, timeout=20)
     answer_with(gw, (9, 99, 9), delay=0.8)
     before = len(gw.requests)
     one, two = await asyncio.gather(d.click(first, label="Vary"), d.click(first, label="Vary"))
@@ -121,6 +123,10 @@ async def test_fifty_members_at_once_across_channels(world):
     assert all(h.ack_latency < 3 for h in handles)
     assert [r.content.split("**")[1] for r in results] == [f"picture {n}" for n in range(50)]
     assert all(r.attachments[0].data == gw.image for r in results)
+    # Every result gets its thread, at the pace Discord allows in each channel (25 threads a channel:
+    # several windows of the thread-creation limit), none given up.
+    ids = {r.id for r in results}
+    await d.wait(lambda: len(ids & {int(t["id"]) for t in d.threads()}) == len(ids), 90, "a thread per result")
 
 
 # Permission tests come last: a denied permission stays denied for the rest of the module.

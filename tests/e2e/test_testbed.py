@@ -22,7 +22,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 async def test_ready_commands_and_gateway(sample_bot: Driver) -> None:
     d = sample_bot
-    assert {c["name"] for c in d.commands(guild=False)} == {"draw", "thread", "form", "stress", "Size"}
+    assert {c["name"] for c in d.commands(guild=False)} == {"draw", "thread", "burst", "form", "stress", "Size"}
     first = d.fake.gateway.connections[0]
     assert (first.path, first.kind, first.compress) == ("/gateway", "identify", "zlib-stream")
     assert [r.route for r in d.requests[:2]] == ["GET /users/@me", "GET /oauth2/applications/@me"]
@@ -147,7 +147,8 @@ async def test_nothing_unknown_was_asked(sample_bot: Driver) -> None:
 # ---- Discord's rules over raw REST (no bot process) -------------------------------------------------
 
 async def test_limits_and_unknown_routes_over_rest(tmp_path) -> None:
-    async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession(
+    # Eight messages in a row in one channel: over Discord's rate limit, which is not what this tests.
+    async with Driver(log_dir=tmp_path, rate_limits=False) as d, aiohttp.ClientSession(
             headers={"Authorization": f"Bot {d.world.bot_token}"}) as http:
         url = f"{d.fake.api_url}/channels/{d.general}/messages"
 
@@ -194,7 +195,8 @@ async def test_component_limits_are_discords(tmp_path) -> None:
     """A view Discord would reject is rejected here too, with Discord's 50035 form error and the path
     of the offending field: 5 rows, 5 buttons a row, 100-character custom_ids, 80-character labels,
     unique custom_ids, 25 select options, 25 autocomplete choices."""
-    async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession(
+    # rate limits off: these raw posts come faster than one channel allows
+    async with Driver(log_dir=tmp_path, rate_limits=False) as d, aiohttp.ClientSession(
             headers={"Authorization": f"Bot {d.world.bot_token}"}) as http:
         url = f"{d.fake.api_url}/channels/{d.general}/messages"
 
@@ -263,7 +265,8 @@ async def test_tokens_expire_and_cdn_links_need_their_signature(tmp_path) -> Non
 
 async def test_interaction_webhooks_over_rest(tmp_path) -> None:
     """Multipart callbacks with_response, the first followup replacing a deferral, keep-lists on edit."""
-    async with Driver(log_dir=tmp_path) as d, aiohttp.ClientSession() as http:
+    # Raw requests in a row on one token, faster than Discord allows (not what this tests).
+    async with Driver(log_dir=tmp_path, rate_limits=False) as d, aiohttp.ClientSession() as http:
         def form(payload: dict, *files: tuple[str, bytes]) -> aiohttp.FormData:
             data = aiohttp.FormData(quote_fields=False)
             data.add_field("payload_json", json.dumps(payload))

@@ -22,6 +22,7 @@ from aiohttp import web
 from .discord_gateway import Gateway
 from .discord_interactions import Interactions
 from .discord_messages import Cdn, DiscordError, ExternalAttachment, check_message
+from .discord_ratelimits import DiscordRateLimits, RateLimitSettings, Verdict
 from .discord_rest import NO_CONTENT, ApiRequest, Messages, Rest, Route, react, remove_channel
 from .discord_state import ChannelType, MessageRecord, P, Settings, World, iso
 from .secret_registry import register_secret
@@ -109,7 +110,8 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
 
 class FakeDiscord:
     def __init__(self, *, settings: Settings | None = None, bot_token: str | None = None,
-                 host: str = "127.0.0.1", cdn_host: str = "localhost") -> None:
+                 host: str = "127.0.0.1", cdn_host: str = "localhost",
+                 rate_limits: bool | RateLimitSettings = True) -> None:
         # A distinctive token per fake, registered so the suite's secret scan looks for it everywhere.
         bot_token = bot_token or "MTfake." + secrets.token_urlsafe(6) + "." + secrets.token_urlsafe(27)
         register_secret(bot_token, "the fake Discord's bot token")
@@ -117,6 +119,9 @@ class FakeDiscord:
         self.host, self.cdn_host, self.port = host, cdn_host, 0
         self.world = World(self.settings, bot_token=bot_token)
         self.faults = Faults()
+        # Discord's rate limits (discord_ratelimits.py): on unless a test turns them off.
+        self.ratelimits = DiscordRateLimits(rate_limits if isinstance(rate_limits, RateLimitSettings)
+                                            else RateLimitSettings(enabled=rate_limits))
         self.gateway = Gateway(self.world)
         self.cdn = Cdn(self.world)
         self.messages = Messages(self.world, self.gateway, self.cdn)
@@ -188,11 +193,18 @@ class FakeDiscord:
         record = RequestRecord(request.method, path, dict(request.query),
                                f"{route.method} {route.template}" if route else None, self.world.clock.now())
         self.requests.append(record)
-        status, payload, headers = await self._answer(request, route, params, record)
+        verdict = (self.ratelimits.check(record.route, params, exempt_from_global=not route.auth)
+                   if route is not None else Verdict())
+        if verdict.refused is not None:
+            status, payload, headers = 429, verdict.refused, verdict.headers
+        else:
+            status, payload, headers = await self._answer(request, route, params, record)
+            headers = {**verdict.headers, **headers}
+        self.ratelimits.answered(status, headers)
         record.status, record.response = status, payload
         self.world.notify()
         if status == 204:
-            return web.Response(status=204, headers={"Via": "1.1 google"})
+            return web.Response(status=204, headers={"Via": "1.1 google", **headers})
         return json_response(status, payload, headers)
 
     async def _answer(self, request: web.Request, route: Route | None, params: dict[str, str],

@@ -28,6 +28,7 @@ import aiohttp
 from .discord_interactions import APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, MODAL_SUBMIT, modal_values
 from .discord_messages import ExternalAttachment
 from .discord_process import BotProcess
+from .discord_ratelimits import RateLimitSettings
 from .discord_server import FakeDiscord, RequestRecord
 from .discord_state import MessageRecord, P, Settings
 from .discord_views import Attachment, Interaction, Message, walk_components
@@ -53,8 +54,8 @@ class Driver:
 
     def __init__(self, *, settings: Settings | None = None, log_dir: str | Path | None = None,
                  human_delay: tuple[float, float] = (0.05, 0.1), seed: int = 0,
-                 guild_ready_timeout: float = 0.05) -> None:
-        self.fake = FakeDiscord(settings=settings)
+                 guild_ready_timeout: float = 0.05, rate_limits: bool | RateLimitSettings = True) -> None:
+        self.fake = FakeDiscord(settings=settings, rate_limits=rate_limits)
         self.world = self.fake.world
         self.human_delay = human_delay
         self._random = random.Random(seed)

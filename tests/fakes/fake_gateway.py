@@ -22,6 +22,8 @@ Default answers (a real PNG, see `image_bytes` / `image_size`):
     GET  /files/NAME                 bytes registered with add_file()
 Admin API for other processes: POST /_fake/enqueue (a Reply as JSON, `body_b64` for raw bytes),
 GET /_fake/requests, POST /_fake/reset.
+Rate-limited mode: `gw.rate_limit = TokenBucket(N, seconds)` (or `--rate-limit N/SECONDS`): beyond N
+requests per window, 429 with Retry-After (see gateway_ratelimit.py); scripted replies come after it.
 
 From another process (the bot's end-to-end tests, the benchmark):
     python -m tests.fakes.fake_gateway --port 0 --latency 0.5 --image-bytes 1500000
@@ -43,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from .gateway_ratelimit import TokenBucket
 
 # The version segment each preset's real base URL ends with (the fake accepts any prefix).
 PRESET_PATHS = {"mulerun": "/v1", "mixroute": "/v1", "infinityblue": "/v1", "openrouter": "/api/v1",
@@ -143,6 +147,7 @@ class FakeGateway:
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, tuple[bytes, str]] = {}
         self.downloads: list[RecordedRequest] = []  # GET /files/... (not model calls)
+        self.rate_limit: TokenBucket | None = None  # rate-limited mode, off by default
         self._queue: deque[Reply] = deque()
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
@@ -308,7 +313,11 @@ class FakeGateway:
             return web.Response(body=found[0], content_type=found[1])
         rec = await self._record(request)
         self.requests.append(rec)
-        reply = unsigned_model_turn(rec) or (self._queue.popleft() if self._queue else self.default_answer(rec))
+        wait = self.rate_limit.take() if self.rate_limit is not None else None
+        if wait is not None:
+            reply = Reply(**TokenBucket.reply_fields(wait))
+        else:
+            reply = unsigned_model_turn(rec) or (self._queue.popleft() if self._queue else self.default_answer(rec))
         if self.latency or reply.delay:
             await asyncio.sleep(self.latency + reply.delay)
         return await self._send(request, reply)
@@ -419,6 +428,9 @@ async def _serve(args: argparse.Namespace) -> None:
     gw = FakeGateway(image_size=size, image_bytes=args.image_bytes, chat_style=args.chat_style,  # type: ignore[arg-type]
                      thoughts=args.thoughts, latency=args.latency, host=args.host, port=args.port,
                      thought_images=args.thought_images, stream_delay=args.stream_delay)
+    if args.rate_limit:
+        count, seconds = args.rate_limit.split("/")
+        gw.rate_limit = TokenBucket(int(count), float(seconds))
     async with gw:
         print(f"FAKE_GATEWAY_URL={gw.url}", flush=True)
         await asyncio.Event().wait()
@@ -435,6 +447,7 @@ def main() -> None:
     parser.add_argument("--thoughts", action="store_true", help="Gemini answers include thought parts")
     parser.add_argument("--thought-images", type=int, default=1, help="interim images among the thoughts")
     parser.add_argument("--stream-delay", type=float, default=0.0, help="seconds between SSE events")
+    parser.add_argument("--rate-limit", metavar="N/SECONDS", help="allow N model requests per window, then 429")
     try:
         asyncio.run(_serve(parser.parse_args()))
     except KeyboardInterrupt:

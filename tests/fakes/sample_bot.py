@@ -95,6 +95,16 @@ async def thread(interaction: discord.Interaction, name: str) -> None:
 
 
 @bot.tree.command()
+async def burst(interaction: discord.Interaction, count: int, threads: bool = False) -> None:
+    """Posts `count` messages in the channel at once (and starts a thread on each): discord.py's pacing."""
+    await interaction.response.defer()
+    sent = await asyncio.gather(*(interaction.channel.send(f"burst {i}") for i in range(count)))
+    if threads:
+        await asyncio.gather(*(m.create_thread(name=f"burst {i}") for i, m in enumerate(sent)))
+    await interaction.followup.send(f"burst of {count} done")
+
+
+@bot.tree.command()
 async def form(interaction: discord.Interaction) -> None:
     """Opens a modal."""
     await interaction.response.send_modal(Describe())
