@@ -27,6 +27,7 @@ from core.quota import QuotaKeeper
 from providers.client import ProviderRouter
 from providers.errors import ConfigError
 from store import Store, open_store
+from store.processes import HEARTBEAT_S, LAPSE_S
 
 log = logging.getLogger("bot")
 
@@ -79,6 +80,7 @@ class ImageBot(commands.Bot):
     async def setup_hook(self) -> None:
         config = self.config
         self.store = await open_store(config.database_path, config.database_url)
+        await self.store.register_process(self.role, self.config.shard_ids or range(self.config.shard_count or 1))
         self.providers = ProviderRouter(config.providers, self.http_session, cpu=self.cpu)
         self.quota = QuotaKeeper(store=self.store, config=config, providers=self.providers)
         self.jobs = JobRunner(store=self.store, providers=self.providers, quota=self.quota, config=config,
@@ -90,12 +92,31 @@ class ImageBot(commands.Bot):
         pruned = await self.store.prune(self.config.retention_days)
         if pruned:
             log.info("deleted %d conversations older than %d days", pruned, self.config.retention_days)
-        interrupted = await self.jobs.recover()  # jobs and quota held by a stopped process
-        if interrupted:
-            self.dispatch("jobs_interrupted", interrupted)  # cogs.buttons tells their members
+        await self._recover()
+        self._beat = asyncio.create_task(self._heartbeat())
         if self.config.lag_probe:
             asyncio.create_task(self._probe_lag())
         asyncio.create_task(self._log_health())
+
+    async def _recover(self) -> None:
+        """Jobs and quota held by processes that are gone (never a live one's)."""
+        interrupted = await self.jobs.recover()
+        if interrupted:
+            self.dispatch("jobs_interrupted", interrupted)  # cogs.buttons tells their members
+
+    async def _heartbeat(self) -> None:
+        """Tell the other processes this one is alive; take over what a process that died left."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                if not await self.store.heartbeat():
+                    log.warning("this process was taken for gone (no heartbeat for %.0f s): registering again",
+                                LAPSE_S)
+                    await self.store.register_process(self.role, self.config.shard_ids or
+                                                      range(self.config.shard_count or 1))
+                await self._recover()
+            except Exception:  # the database may be back at the next beat
+                log.exception("heartbeat failed")
 
     async def _log_health(self) -> None:
         """One line a minute that says this process is alive and how busy it is."""
@@ -141,6 +162,9 @@ class ImageBot(commands.Bot):
             await self.jobs.shutdown(self.config.shutdown_grace)
         await super().close()
         if hasattr(self, "store"):
+            if hasattr(self, "_beat"):
+                self._beat.cancel()
+            await self.store.unregister_process()
             await self.store.close()
 
 

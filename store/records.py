@@ -1,6 +1,7 @@
 """The records the store hands out and takes in: plain frozen dataclasses, no database types."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,12 @@ class JobRecord:
     model_turn_id: int | None
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+
+def job_from_row(row: Any) -> JobRecord:
+    return JobRecord(row["id"], row["kind"], row["status"], row["user_id"], row["guild_id"], row["channel_id"],
+                     row["message_id"], row["conversation_id"], row["user_turn_id"], row["model_turn_id"],
+                     json.loads(row["options"]), row["error"])
 
 
 @dataclass(frozen=True)
