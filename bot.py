@@ -21,6 +21,7 @@ from dotenv import load_dotenv
 
 from core.config import Config
 from core.cpu import CpuPool
+from core.identify import IdentifyGate
 from core.jobs import JobRunner
 from core.metrics import Metrics, RateLimitCounter
 from core.quota import QuotaKeeper
@@ -42,11 +43,11 @@ class ImageBot(commands.Bot):
     jobs: JobRunner
 
     def __init__(self, config: Config, http_session: aiohttp.ClientSession, cpu: CpuPool, metrics: Metrics,
-                 role: str = "all") -> None:
+                 role: str = "all", **shards) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # turns in threads are plain messages
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
-                         allowed_mentions=discord.AllowedMentions.none())
+                         allowed_mentions=discord.AllowedMentions.none(), **shards)
         self.config = config
         self.http_session = http_session
         self.cpu = cpu
@@ -85,7 +86,7 @@ class ImageBot(commands.Bot):
         self.quota = QuotaKeeper(store=self.store, config=config, providers=self.providers)
         self.jobs = JobRunner(store=self.store, providers=self.providers, quota=self.quota, config=config,
                               metrics=self.metrics)
-        self.metrics.shard_latency.labels("0").set_function(lambda: self.latency if self.latency == self.latency else 0)
+        self._watch_latency()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
@@ -97,6 +98,9 @@ class ImageBot(commands.Bot):
         if self.config.lag_probe:
             asyncio.create_task(self._probe_lag())
         asyncio.create_task(self._log_health())
+
+    def _watch_latency(self) -> None:
+        self.metrics.shard_latency.labels("0").set_function(lambda: self.latency if self.latency == self.latency else 0)
 
     async def _recover(self) -> None:
         """Jobs and quota held by processes that are gone (never a live one's)."""
@@ -161,11 +165,41 @@ class ImageBot(commands.Bot):
         if hasattr(self, "jobs"):
             await self.jobs.shutdown(self.config.shutdown_grace)
         await super().close()
+        if getattr(self, "identify_gate", None) is not None:
+            await self.identify_gate.close()
         if hasattr(self, "store"):
             if hasattr(self, "_beat"):
                 self._beat.cancel()
             await self.store.unregister_process()
             await self.store.close()
+
+
+class ShardedImageBot(ImageBot, commands.AutoShardedBot):
+    """SHARD_COUNT set: connects SHARD_IDS of that many shards (all of them without SHARD_IDS). On
+    PostgreSQL the IDENTIFYs of every process take turns through the database (core/identify.py)."""
+
+    identify_gate: IdentifyGate | None = None
+
+    def __init__(self, config: Config, *args, **kwargs) -> None:
+        super().__init__(config, *args, shard_count=config.shard_count,
+                         shard_ids=list(config.shard_ids) if config.shard_ids else None, **kwargs)
+
+    async def setup_hook(self) -> None:
+        await super().setup_hook()
+        if self.config.database_url:
+            limits = await self.fetch_session_start_limits()
+            self.identify_gate = IdentifyGate(self.store, limits.max_concurrency)
+
+    def _watch_latency(self) -> None:
+        for shard_id in self.config.shard_ids or range(self.config.shard_count):
+            self.metrics.shard_latency.labels(str(shard_id)).set_function(
+                lambda shard_id=shard_id: dict(self.latencies).get(shard_id, 0.0))
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if self.identify_gate is None:  # one process: discord.py's own spacing
+            await super().before_identify_hook(shard_id, initial=initial)
+        else:
+            await self.identify_gate.wait_turn(shard_id or 0)
 
 
 async def run(config: Config, role: str) -> None:
@@ -181,7 +215,7 @@ async def run(config: Config, role: str) -> None:
     counter.attach()
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            bot = ImageBot(config, session, cpu, metrics, role)
+            bot = (ShardedImageBot if config.shard_count else ImageBot)(config, session, cpu, metrics, role)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.create_task(bot.close()))

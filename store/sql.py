@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from providers.models import ImageData
@@ -52,6 +53,13 @@ class SqlStore(ProcessTable):
 
     async def close(self) -> None:
         await self.driver.close()
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """A critical section no other holder of `name`, in any process, runs at the same time
+        (on SQLite it also holds every write: keep it short there)."""
+        async with self.driver.transaction(lock=name):
+            yield
 
     async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         async with self.driver.transaction() as tx:
