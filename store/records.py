@@ -96,6 +96,22 @@ class QuotaExceeded(Exception):
         self.check, self.used = check, used
 
 
+class MemberBusy(Exception):
+    """The member already has `active` generations reserved, in any process: their jobs-at-once limit."""
+
+    def __init__(self, active: int, limit: int) -> None:
+        super().__init__(f"{active} of {limit} jobs at once")
+        self.active, self.limit = active, limit
+
+
+class CoolingDown(Exception):
+    """The member's last reservation, in any process, was less than their cooldown ago."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"{wait:.1f} s left")
+        self.wait = wait
+
+
 @dataclass(frozen=True)
 class UsageTotals:
     images: int  # charged images

@@ -23,8 +23,8 @@ from providers.models import ImageData
 from . import schema
 from .driver import Driver, Row, Transaction
 from .processes import ProcessTable
-from .records import (ACTIVE_JOB_STATUSES, COUNTED, NOT_CHARGED, Conversation, JobRecord, QuotaCheck, QuotaExceeded,
-                      QuotaUse, StoredTurn, UsageEntry, UsageTotals, job_from_row)
+from .records import (ACTIVE_JOB_STATUSES, COUNTED, NOT_CHARGED, Conversation, CoolingDown, JobRecord, MemberBusy,
+                      QuotaCheck, QuotaExceeded, QuotaUse, StoredTurn, UsageEntry, UsageTotals, job_from_row)
 
 JOB_FIELDS = ("status", "message_id", "channel_id", "conversation_id", "user_turn_id", "model_turn_id", "error")
 
@@ -203,10 +203,24 @@ class SqlStore(ProcessTable):
 
     # -- usage and quotas ----------------------------------------------------------------------
 
-    async def reserve_usage(self, entry: UsageEntry, checks: Sequence[QuotaCheck] = ()) -> int:
-        """Insert a reservation if every check still has room for it, all in one transaction under
-        the server's quota lock; raises QuotaExceeded naming the first check that has not."""
-        async with self.driver.transaction(lock=f"quota:{entry.guild_id}") as tx:
+    async def reserve_usage(self, entry: UsageEntry, checks: Sequence[QuotaCheck] = (), *,
+                            max_active: int | None = None, cooldown: float = 0.0) -> int:
+        """Insert a reservation if the member has fewer than `max_active` reserved (jobs at once),
+        reserved nothing in the last `cooldown` seconds, and every check still has room for it, all
+        in one transaction under the server's quota lock and the member's lock, whichever process
+        asks; raises MemberBusy, CoolingDown or QuotaExceeded (naming the first full check)."""
+        async with self.driver.transaction(lock=(f"quota:{entry.guild_id}", f"member:{entry.user_id}")) as tx:
+            if max_active is not None:
+                row = await tx.fetch_one("SELECT COUNT(*) AS n FROM usage WHERE user_id = ? AND status = 'reserved'",
+                                         (entry.user_id,))
+                if row["n"] >= max_active:
+                    raise MemberBusy(int(row["n"]), max_active)
+            if cooldown > 0:
+                row = await tx.fetch_one("SELECT MAX(created_at) AS last FROM usage WHERE user_id = ?",
+                                         (entry.user_id,))
+                wait = (row["last"] or 0) + cooldown - time.time()
+                if wait > 0:
+                    raise CoolingDown(wait)
             for check in checks:
                 used = await _quota_use(tx, check.guild_id, check.user_id, check.since)
                 if (check.max_images is not None and used.images + entry.images > check.max_images) or \

@@ -93,3 +93,25 @@ async def test_a_process_restarted_never_touches_another_live_process_job(tmp_pa
         told = [m.content for m in d.messages("south/general") if "restarted" in (m.content or "")]
         assert told == [] and rejected_identifies(d) == []
 
+
+
+async def test_a_members_jobs_at_once_and_cooldown_hold_across_processes(tmp_path, pg_database):
+    """Alice may run one job at a time, one a minute: a job running on one process keeps her next one
+    out on the other, and once it is done the cooldown it started still holds there. (Daily quotas
+    are per server, and a server's events reach one process: the store tests race them.)"""
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        await start_two_shards(d, gw, tmp_path, pg_database, USER_MAX_JOBS=1, USER_COOLDOWN_SECONDS=60)
+        _image, release = held_answer(gw, (10, 200, 10))
+        running = await d.slash("imagine", {"prompt": "one at a time"}, channel="north/general")
+        await d.wait(lambda: len(gw.requests) == 1, 30, "the north job at the provider")
+        busy = await d.slash("imagine", {"prompt": "a second one"}, channel="south/general")
+        assert "1 images in progress" in (await ephemeral_answer(busy)).content
+        release.set()
+        await running.response(where=result_of, timeout=30)
+
+        cooling = await d.slash("imagine", {"prompt": "right after"}, channel="south/general")
+        assert "Slow down" in (await ephemeral_answer(cooling)).content
+        other = await d.slash("imagine", {"prompt": "bob's turn"}, user="bob", channel="south/general")
+        await other.response(where=result_of, timeout=30)
+        assert len(gw.requests) == 2

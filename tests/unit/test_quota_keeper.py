@@ -56,7 +56,7 @@ async def test_the_servers_budget_is_shared_by_its_members(keeper):
     await quota.admit(member(2), 99, "imagine", pro)  # another server has its own budget
 
 
-async def test_jobs_at_once_are_claimed_before_the_database_is_asked(keeper):
+async def test_jobs_at_once_hold_for_admissions_at_once_and_a_settled_job_frees_its_slot(keeper):
     quota = keeper(user_max_jobs=1)
     results = await asyncio.gather(*(quota.admit(member(1), GUILD, "imagine", Options()) for _ in range(3)),
                                    return_exceptions=True)
