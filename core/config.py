@@ -117,6 +117,9 @@ class Config:
             health_interval=reader.float("HEALTH_LOG_SECONDS", 60.0),
             **reader.shards(),
         )
+        if settings.shard_ids is not None and settings.database_url is None:
+            problems.append("SHARD_IDS needs DATABASE_URL=postgresql://... (the processes holding the other shards "
+                            "share it); with SQLite one process connects every shard: leave SHARD_IDS unset")
         if problems:
             raise ConfigError("\n".join(problems))
         return settings

@@ -115,3 +115,25 @@ async def test_a_members_jobs_at_once_and_cooldown_hold_across_processes(tmp_pat
         other = await d.slash("imagine", {"prompt": "bob's turn"}, user="bob", channel="south/general")
         await other.response(where=result_of, timeout=30)
         assert len(gw.requests) == 2
+
+
+async def test_a_killed_processes_job_is_reported_by_the_other_process_on_its_next_heartbeat(tmp_path, pg_database):
+    """North's process is SIGKILLed mid-job and not restarted: south's process finds it gone (its pid no
+    longer runs on this host) at its next heartbeat, marks the job interrupted and tells the member in
+    north's channel through REST, with a Reroll button; south's own work goes on."""
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        await start_two_shards(d, gw, tmp_path, pg_database)
+        held_answer(gw, (200, 0, 0))  # never released: north dies with it
+        await d.slash("imagine", {"prompt": "a doomed comet"}, channel="north/general")
+        await d.wait(lambda: len(gw.requests) == 1, 30, "the north job at the provider")
+        await d.kill_bot()
+        told = await d.wait_for_message("north/general", lambda m: "restarted" in (m.content or ""), timeout=40)
+        assert "a doomed comet" in told.content and "Reroll" in str(told.components)
+        store = await open_store(tmp_path / "unused.sqlite3", pg_database)
+        try:
+            (job,) = await store.jobs_with_status("interrupted")
+            assert job.options["prompt"] == "a doomed comet"
+            assert len(await store.processes()) == 1  # the dead one is forgotten
+        finally:
+            await store.close()
