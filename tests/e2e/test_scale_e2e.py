@@ -63,6 +63,22 @@ async def test_two_processes_with_one_shard_each_serve_imagine_in_guilds_of_both
         assert shards == sorted([(first.pid, "0"), (second.pid, "1")])
 
 
+async def test_one_process_on_sqlite_with_shard_count_connects_every_shard(tmp_path):
+    """SHARD_COUNT without SHARD_IDS: one process holds all shards (discord.py spaces their
+    IDENTIFYs itself) and serves the guilds of each."""
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        d.add_guild("north", shard=(0, 2))
+        d.add_guild("south", shard=(1, 2))
+        await d.start_bot(BOT, env=bot_env(d, gw, tmp_path / "data", SHARD_COUNT=2), timeout=60)
+        await d.wait(lambda: len([r for r in d.fake.gateway.identify_log if r.accepted]) == 2, 30, "both shards")
+        for channel in ("north/general", "south/general"):
+            h = await d.slash("imagine", {"prompt": f"a map of {channel}"}, channel=channel)
+            await h.response(where=result_of, timeout=30)
+        assert sorted(r.shard for r in d.fake.gateway.identify_log if r.accepted) == [(0, 2), (1, 2)]
+        assert rejected_identifies(d) == []
+
+
 async def test_a_process_restarted_never_touches_another_live_process_job(tmp_path, pg_database):
     async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
                                            log_dir=tmp_path) as d:

@@ -89,3 +89,33 @@ async def test_two_processes_recovering_at_once_take_each_job_once(store_at):
     finally:
         for store in (gone, first, second):
             await store.close()
+
+
+async def test_a_database_from_before_owners_is_migrated_and_its_running_jobs_recovered(store_at):
+    """A version-1 database (no processes table, no owner columns) with a job left running: the
+    next start adds migration 2 and takes that job over."""
+    from store import schema
+    from store.sql import SqlStore
+
+    path, url = store_at
+    if url is None:
+        from store.sqlite import SqliteDriver
+        driver = await SqliteDriver.open(path)
+    else:
+        from store.postgres import PostgresDriver
+        driver = await PostgresDriver.open(url)
+    async with driver.transaction() as tx:
+        await tx.execute(schema.MIGRATIONS_TABLE)
+        for statement in schema.statements(1, serial=driver.serial_primary_key, blob=driver.blob):
+            await tx.execute(statement)
+        await tx.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)")
+        await tx.execute("INSERT INTO jobs (id, kind, status, user_id, created_at, updated_at)"
+                         " VALUES ('v1job', 'imagine', 'running', 7, 0, 0)")
+    await SqlStore(driver).close()
+
+    store = await open_store(path, url)
+    try:
+        await store.register_process("all")
+        assert [j.id for j in await store.mark_active_jobs("interrupted", "gone")] == ["v1job"]
+    finally:
+        await store.close()
