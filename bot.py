@@ -114,10 +114,8 @@ class ImageBot(commands.Bot):
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 if not await self.store.heartbeat():
-                    log.warning("this process was taken for gone (no heartbeat for %.0f s): registering again",
-                                LAPSE_S)
-                    await self.store.register_process(self.role, self.config.shard_ids or
-                                                      range(self.config.shard_count or 1))
+                    log.warning("this process was taken for gone (no heartbeat for %.0f s); its jobs "
+                                "of that time may have been reported interrupted", LAPSE_S)
                 await self._recover()
             except Exception:  # the database may be back at the next beat
                 log.exception("heartbeat failed")

@@ -176,12 +176,14 @@ class QuotaKeeper:
                 spec.guild_id or 0, spec.user.id, spec.kind, result.provider, result.model, resolution,
                 len(result.images), cost, conversation_id))
         else:
-            usage_id, reservation.charged = reservation.usage_id, True
+            usage_id = reservation.usage_id
         usage = result.usage or {}
         await store.charge_usage(
             usage_id, job_id=job.id, provider=result.provider, model=result.model, resolution=resolution,
             images=len(result.images), cost=cost, input_tokens=_tokens(usage.get("input_tokens")),
             output_tokens=_tokens(usage.get("output_tokens")), conversation_id=conversation_id)
+        if reservation is not None:  # only once written: else settle releases it, or it would hold a job slot
+            reservation.charged = True
         log.info("job %s: charged %s for %d image(s) to member %s", job.id, money(cost), len(result.images),
                  spec.user.id)
 

@@ -59,19 +59,26 @@ class ProcessTable:
         pid = os.getpid() if pid is None else pid
         host = socket.gethostname() if host is None else host
         process_id = f"{host}:{pid}:{secrets.token_hex(4)}"
-        now = time.time()
+        self._registration = (process_id, role, pid, host, ",".join(map(str, shard_ids)), time.time())
         async with self.driver.transaction() as tx:
-            await tx.execute("INSERT INTO processes (id, role, pid, host, shard_ids, started_at, heartbeat_at)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (process_id, role, pid, host, ",".join(map(str, shard_ids)), now, now))
+            await self._insert_process(tx)
         self.process_id = process_id
         return process_id
 
+    async def _insert_process(self, tx: Transaction) -> None:
+        now = time.time()
+        await tx.execute("INSERT INTO processes (id, role, pid, host, shard_ids, started_at, heartbeat_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", (*self._registration, now))
+
     async def heartbeat(self) -> bool:
-        """Say this process is alive; False when its row was gone (another process found it lapsed)."""
+        """Say this process is alive. False when its row was gone (another process took it for gone
+        after a long silence and took over its jobs): it is written again, under the same id."""
         async with self.driver.transaction() as tx:
-            return await tx.execute("UPDATE processes SET heartbeat_at = ? WHERE id = ?",
-                                    (time.time(), self.process_id)) > 0
+            if await tx.execute("UPDATE processes SET heartbeat_at = ? WHERE id = ?",
+                                (time.time(), self.process_id)) > 0:
+                return True
+            await self._insert_process(tx)
+            return False
 
     async def unregister_process(self) -> None:
         """A clean stop: what this process still holds is anyone's to recover at once."""

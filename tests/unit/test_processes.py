@@ -49,6 +49,7 @@ async def test_a_live_process_keeps_its_jobs_and_a_lapsed_ones_are_taken_over(st
         assert await usage_status(starting, lapsed_usage) == "interrupted"
         assert {p["id"] for p in await starting.processes()} == {live.process_id, starting.process_id}
         assert await live.heartbeat() and not await lapsed.heartbeat()  # the gone one learns it
+        assert await lapsed.heartbeat()  # and is back, under the same id
     finally:
         for store in (live, lapsed, starting):
             await store.close()
