@@ -262,8 +262,8 @@ def check_role(role: str, config: Config) -> None:
     if not config.database_url:
         raise ConfigError(f"--role {role} needs DATABASE_URL=postgresql://... (the processes share one "
                           "database); with SQLite everything runs in one process: --role all")
-    raise ConfigError(f"--role {role} is not available in this version: run one process with --role all "
-                      "(DATABASE_URL works with it)")
+    raise ConfigError(f"--role {role} is not available in this version: run --role all processes, each "
+                      "with its SHARD_IDS (see 'Running on several machines' in the README)")
 
 
 def fail(message: str, code: int) -> None:

@@ -3,9 +3,9 @@
 `QuotaKeeper.admit` checks a member's load (jobs at once: their reservations not yet charged or
 released; cooldown: since their latest reservation) and their quotas (daily images, monthly budget;
 the server's too) in one store transaction that also reserves the request's images and estimated
-cost, so two requests at once, in any processes sharing the store, cannot both take the last unit. A job then
-`charge`s its reservation with the real cost, or `settle`s it uncharged when it failed, was refused,
-cancelled or never started. Over a limit, `LimitError` carries a sentence saying which limit and
+cost, so two requests at once, in any processes sharing the store, cannot both take the last unit.
+A job then `charge`s its reservation with the real cost, or `settle`s it uncharged when it failed,
+was refused, cancelled or never started. Over a limit, `LimitError` carries a sentence saying which limit and
 when it resets (as a Discord timestamp, shown in the member's own time zone).
 """
 from __future__ import annotations

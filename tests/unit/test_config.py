@@ -92,3 +92,13 @@ def test_shard_ids_must_fit_the_count_and_need_a_shared_database(tmp_path):
         "SHARD_IDS needs DATABASE_URL=postgresql://... (the processes holding the other shards share it); "
         "with SQLite one process connects every shard: leave SHARD_IDS unset"]
     assert problems(tmp_path, SHARD_COUNT="0")[0].startswith("SHARD_COUNT")
+
+
+def test_gateway_and_worker_roles_are_refused_on_postgresql_with_what_works_instead(tmp_path):
+    from bot import check_role
+
+    config = settings(tmp_path, DATABASE_URL="postgresql://bot@db/bot")
+    check_role("all", config)
+    with pytest.raises(ConfigError, match=r"--role worker is not available in this version: run --role all "
+                                          r"processes, each with its SHARD_IDS"):
+        check_role("worker", config)
