@@ -21,6 +21,7 @@ from dotenv import load_dotenv
 
 from core.config import Config
 from core.cpu import CpuPool
+from core.identify import IdentifyGate
 from core.jobs import JobRunner
 from core.metrics import Metrics, RateLimitCounter
 from core.quota import QuotaKeeper
@@ -28,6 +29,7 @@ from providers.client import ProviderRouter
 from providers.errors import ConfigError
 from providers.limiter import MemoryBudget
 from store import Store, open_store
+from store.processes import HEARTBEAT_S, LAPSE_S
 
 log = logging.getLogger("bot")
 
@@ -42,11 +44,11 @@ class ImageBot(commands.Bot):
     jobs: JobRunner
 
     def __init__(self, config: Config, http_session: aiohttp.ClientSession, cpu: CpuPool, metrics: Metrics,
-                 role: str = "all") -> None:
+                 role: str = "all", **shards) -> None:
         intents = discord.Intents.default()
         intents.message_content = True  # turns in threads are plain messages
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
-                         allowed_mentions=discord.AllowedMentions.none())
+                         allowed_mentions=discord.AllowedMentions.none(), **shards)
         self.config = config
         self.http_session = http_session
         self.cpu = cpu
@@ -80,24 +82,45 @@ class ImageBot(commands.Bot):
     async def setup_hook(self) -> None:
         config = self.config
         self.store = await open_store(config.database_path, config.database_url)
+        await self.store.register_process(self.role, self.config.shard_ids or range(self.config.shard_count or 1))
         self.providers = ProviderRouter(config.providers, self.http_session, cpu=self.cpu,
                                         memory_budget=MemoryBudget(config.max_inflight_mb * 1024 * 1024))
         self.quota = QuotaKeeper(store=self.store, config=config, providers=self.providers)
         self.jobs = JobRunner(store=self.store, providers=self.providers, quota=self.quota, config=config,
                               metrics=self.metrics)
-        self.metrics.shard_latency.labels("0").set_function(lambda: self.latency if self.latency == self.latency else 0)
+        self._watch_latency()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
         pruned = await self.store.prune(self.config.retention_days)
         if pruned:
             log.info("deleted %d conversations older than %d days", pruned, self.config.retention_days)
-        interrupted = await self.jobs.recover()  # jobs and quota held by a stopped process
-        if interrupted:
-            self.dispatch("jobs_interrupted", interrupted)  # cogs.buttons tells their members
+        await self._recover()
+        self._beat = asyncio.create_task(self._heartbeat())
         if self.config.lag_probe:
             asyncio.create_task(self._probe_lag())
         asyncio.create_task(self._log_health())
+
+    def _watch_latency(self) -> None:
+        self.metrics.shard_latency.labels("0").set_function(lambda: self.latency if self.latency == self.latency else 0)
+
+    async def _recover(self) -> None:
+        """Jobs and quota held by processes that are gone (never a live one's)."""
+        interrupted = await self.jobs.recover()
+        if interrupted:
+            self.dispatch("jobs_interrupted", interrupted)  # cogs.buttons tells their members
+
+    async def _heartbeat(self) -> None:
+        """Tell the other processes this one is alive; take over what a process that died left."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                if not await self.store.heartbeat():
+                    log.warning("this process was taken for gone (no heartbeat for %.0f s); its jobs "
+                                "of that time may have been reported interrupted", LAPSE_S)
+                await self._recover()
+            except Exception:  # the database may be back at the next beat
+                log.exception("heartbeat failed")
 
     async def _log_health(self) -> None:
         """One line a minute that says this process is alive and how busy it is."""
@@ -142,8 +165,41 @@ class ImageBot(commands.Bot):
         if hasattr(self, "jobs"):
             await self.jobs.shutdown(self.config.shutdown_grace)
         await super().close()
+        if getattr(self, "identify_gate", None) is not None:
+            await self.identify_gate.close()
         if hasattr(self, "store"):
+            if hasattr(self, "_beat"):
+                self._beat.cancel()
+            await self.store.unregister_process()
             await self.store.close()
+
+
+class ShardedImageBot(ImageBot, commands.AutoShardedBot):
+    """SHARD_COUNT set: connects SHARD_IDS of that many shards (all of them without SHARD_IDS). On
+    PostgreSQL the IDENTIFYs of every process take turns through the database (core/identify.py)."""
+
+    identify_gate: IdentifyGate | None = None
+
+    def __init__(self, config: Config, *args, **kwargs) -> None:
+        super().__init__(config, *args, shard_count=config.shard_count,
+                         shard_ids=list(config.shard_ids) if config.shard_ids else None, **kwargs)
+
+    async def setup_hook(self) -> None:
+        await super().setup_hook()
+        if self.config.database_url:
+            limits = await self.fetch_session_start_limits()
+            self.identify_gate = IdentifyGate(self.store, limits.max_concurrency)
+
+    def _watch_latency(self) -> None:
+        for shard_id in self.config.shard_ids or range(self.config.shard_count):
+            self.metrics.shard_latency.labels(str(shard_id)).set_function(
+                lambda shard_id=shard_id: dict(self.latencies).get(shard_id, 0.0))
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if self.identify_gate is None:  # one process: discord.py's own spacing
+            await super().before_identify_hook(shard_id, initial=initial)
+        else:
+            await self.identify_gate.wait_turn(shard_id or 0)
 
 
 async def run(config: Config, role: str) -> None:
@@ -159,7 +215,7 @@ async def run(config: Config, role: str) -> None:
     counter.attach()
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            bot = ImageBot(config, session, cpu, metrics, role)
+            bot = (ShardedImageBot if config.shard_count else ImageBot)(config, session, cpu, metrics, role)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.create_task(bot.close()))
@@ -208,8 +264,8 @@ def check_role(role: str, config: Config) -> None:
     if not config.database_url:
         raise ConfigError(f"--role {role} needs DATABASE_URL=postgresql://... (the processes share one "
                           "database); with SQLite everything runs in one process: --role all")
-    raise ConfigError(f"--role {role} is not available in this version: run one process with --role all "
-                      "(DATABASE_URL works with it)")
+    raise ConfigError(f"--role {role} is not available in this version: run --role all processes, each "
+                      "with its SHARD_IDS (see 'Running on several machines' in the README)")
 
 
 def fail(message: str, code: int) -> None:

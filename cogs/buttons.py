@@ -152,9 +152,10 @@ class Buttons(commands.Cog):
         """Jobs left running by a crash: tell their members where they asked, with a Reroll button."""
         await self.bot.wait_until_ready()
         for job in jobs:
-            channel = self.bot.get_channel(job.channel_id) if job.channel_id else None
-            if channel is None:
+            if not job.channel_id:
                 continue
+            # Found by another process (a shard that does not hold this guild): REST reaches it too.
+            channel = self.bot.get_channel(job.channel_id) or self.bot.get_partial_messageable(job.channel_id)
             try:
                 await channel.send(f"<@{job.user_id}> The bot restarted while your image was being made "
                                    f"(“{job.options.get('prompt', '')[:100]}”). Press Reroll to try again.",

@@ -68,6 +68,8 @@ class Config:
     database_url: str | None = None  # postgresql://... for several processes; unset: SQLite in data_dir
     metrics_port: int | None = None  # Prometheus /metrics on this port; unset: off
     health_interval: float = 60.0  # seconds between health lines in the log
+    shard_count: int | None = None  # the total number of shards; unset: one unsharded connection
+    shard_ids: tuple[int, ...] | None = None  # the shards this process connects; unset: all of them
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Config:
@@ -123,7 +125,11 @@ class Config:
             database_url=reader.database_url("DATABASE_URL"),
             metrics_port=reader.int("METRICS_PORT", None, minimum=1),
             health_interval=reader.float("HEALTH_LOG_SECONDS", 60.0),
+            **reader.shards(),
         )
+        if settings.shard_ids is not None and settings.database_url is None:
+            problems.append("SHARD_IDS needs DATABASE_URL=postgresql://... (the processes holding the other shards "
+                            "share it); with SQLite one process connects every shard: leave SHARD_IDS unset")
         if problems:
             raise ConfigError("\n".join(problems))
         return settings
@@ -204,6 +210,17 @@ class _Reader:
             self.problems.append(f"{name} must be a postgresql:// URL (unset: SQLite under DATA_DIR)")
             return None
         return raw or None
+
+    def shards(self) -> dict:
+        """SHARD_COUNT and SHARD_IDS: each id below the count; ids without a count make no sense."""
+        count = self.int("SHARD_COUNT", None, minimum=1)
+        ids = sorted(self.ids("SHARD_IDS"))
+        if ids and count is None:
+            self.problems.append("SHARD_IDS needs SHARD_COUNT (the total number of shards of the bot)")
+        elif count is not None and any(i >= count for i in ids):
+            self.problems.append(f"SHARD_IDS must be below SHARD_COUNT={count} (shards are numbered from 0), "
+                                 f"got {','.join(map(str, ids))}")
+        return {"shard_count": count, "shard_ids": tuple(ids) or None}
 
     def list(self, name: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in self._raw(name).split(",") if part.strip())

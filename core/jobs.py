@@ -360,8 +360,8 @@ class JobRunner:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def recover(self) -> list[JobRecord]:
-        """At start: reservations and jobs a stopped process left behind charge nothing and are
-        marked interrupted; returns those jobs so their members can be told."""
+        """Reservations and jobs that processes now gone left behind (never a live process's) charge
+        nothing and are marked interrupted; returns those jobs so their members can be told."""
         await self.store.release_stale_reservations()
         return await self.store.mark_active_jobs("interrupted", "The bot stopped while this job ran.")
 

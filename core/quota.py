@@ -1,10 +1,11 @@
 """Admission and accounting for generations.
 
-`QuotaKeeper.admit` checks a member's load (jobs at once, cooldown) in memory and their quotas (daily
-images, monthly budget; the server's too) in one store transaction that also reserves the request's
-images and estimated cost, so two requests at once cannot both take the last unit. A job then
-`charge`s its reservation with the real cost, or `settle`s it uncharged when it failed, was refused,
-cancelled or never started. Over a limit, `LimitError` carries a sentence saying which limit and
+`QuotaKeeper.admit` checks a member's load (jobs at once: their reservations not yet charged or
+released; cooldown: since their latest reservation) and their quotas (daily images, monthly budget;
+the server's too) in one store transaction that also reserves the request's images and estimated
+cost, so two requests at once, in any processes sharing the store, cannot both take the last unit.
+A job then `charge`s its reservation with the real cost, or `settle`s it uncharged when it failed,
+was refused, cancelled or never started. Over a limit, `LimitError` carries a sentence saying which limit and
 when it resets (as a Discord timestamp, shown in the member's own time zone).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from store import QuotaCheck, QuotaExceeded, QuotaUse, Store, UsageEntry
+from store import CoolingDown, MemberBusy, QuotaCheck, QuotaExceeded, QuotaUse, Store, UsageEntry
 
 from .config import Config
 from .errors import InputError
@@ -39,7 +40,7 @@ class Reservation:
     images: int
     estimate: float
     charged: bool = False
-    settled: bool = False  # the member's job slot is free again
+    settled: bool = False  # charged or released: no longer the member's job in progress
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,8 @@ def typed_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 class QuotaKeeper:
     def __init__(self, *, store: Store, config: Config, providers: Any) -> None:
         self.store, self.config, self.providers = store, config, providers
-        self._active: dict[int, int] = {}  # member -> admitted jobs not yet finished, in this process
-        self._last_admitted: dict[int, float] = {}  # member -> monotonic time of the last admission
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()  # releases not yet written
+        self._releasing: dict[int, set[asyncio.Task]] = {}  # the same, by member
 
     # -- limits --------------------------------------------------------------------------------
 
@@ -116,42 +116,28 @@ class QuotaKeeper:
 
     async def admit(self, user, guild_id: int | None, kind: str, options, *,
                     conversation_id: int | None = None) -> Reservation:
-        """Reserve a generation for `user`, or raise LimitError saying why not and until when."""
+        """Reserve a generation for `user`, or raise LimitError saying why not and until when. Jobs at
+        once and the cooldown are read from the reservations of every process sharing the store."""
         guild = guild_id or 0
         limits = await self.limits_for(user, guild_id)
-        self._check_load(user.id, limits)
-        # Claimed before the next await, so a second request of this member already counts this one.
-        self._active[user.id] = self._active.get(user.id, 0) + 1
-        previous = self._last_admitted.get(user.id)
-        self._last_admitted[user.id] = time.monotonic()
+        provider, model, _price = self.price_for(options.provider, options.resolution)
+        images = max(1, int(options.count or 1))
+        estimate = self.config.prices.estimate(provider, model, options.resolution, images)
+        window = self.window()
+        await self._released(user.id)  # a job this member just finished no longer counts
         try:
-            provider, model, _price = self.price_for(options.provider, options.resolution)
-            images = max(1, int(options.count or 1))
-            estimate = self.config.prices.estimate(provider, model, options.resolution, images)
-            window = self.window()
             usage_id = await self.store.reserve_usage(
                 UsageEntry(guild, user.id, kind, provider, model, options.resolution, images, estimate,
-                           conversation_id), self._checks(limits, guild, user.id, window))
-        except BaseException as exc:
-            self._release_slot(user.id)
-            if previous is None:
-                self._last_admitted.pop(user.id, None)
-            else:
-                self._last_admitted[user.id] = previous
-            if isinstance(exc, QuotaExceeded):
-                raise LimitError(_exceeded_text(exc, images, estimate, window)) from None
-            raise
+                           conversation_id), self._checks(limits, guild, user.id, window),
+                max_active=limits.user_max_jobs, cooldown=limits.user_cooldown_seconds or 0.0)
+        except MemberBusy as exc:
+            raise LimitError(f"You already have {exc.active} images in progress; wait for one to finish "
+                             f"(the limit is {exc.limit} at a time).") from None
+        except CoolingDown as exc:
+            raise LimitError(f"Slow down a little: you can start another image in {exc.wait:.0f} s.") from None
+        except QuotaExceeded as exc:
+            raise LimitError(_exceeded_text(exc, images, estimate, window)) from None
         return Reservation(usage_id, user.id, guild, provider, model, images, estimate)
-
-    def _check_load(self, user_id: int, limits: Limits) -> None:
-        active = self._active.get(user_id, 0)
-        if limits.user_max_jobs is not None and active >= limits.user_max_jobs:
-            raise LimitError(f"You already have {active} images in progress; wait for one to finish "
-                             f"(the limit is {limits.user_max_jobs} at a time).")
-        cooldown = limits.user_cooldown_seconds or 0
-        wait = self._last_admitted.get(user_id, -1e9) + cooldown - time.monotonic()
-        if wait > 0:
-            raise LimitError(f"Slow down a little: you can start another image in {wait:.0f} s.")
 
     @staticmethod
     def _checks(limits: Limits, guild: int, user_id: int, window: Periods) -> list[QuotaCheck]:
@@ -191,39 +177,49 @@ class QuotaKeeper:
                 spec.guild_id or 0, spec.user.id, spec.kind, result.provider, result.model, resolution,
                 len(result.images), cost, conversation_id))
         else:
-            usage_id, reservation.charged = reservation.usage_id, True
+            usage_id = reservation.usage_id
         usage = result.usage or {}
         await store.charge_usage(
             usage_id, job_id=job.id, provider=result.provider, model=result.model, resolution=resolution,
             images=len(result.images), cost=cost, input_tokens=_tokens(usage.get("input_tokens")),
             output_tokens=_tokens(usage.get("output_tokens")), conversation_id=conversation_id)
+        if reservation is not None:  # only once written: else settle releases it, or it would hold a job slot
+            reservation.charged = True
         log.info("job %s: charged %s for %d image(s) to member %s", job.id, money(cost), len(result.images),
                  spec.user.id)
         return cost
 
     def settle(self, reservation: Reservation | None, status: str, *, job_id: str | None = None) -> None:
-        """The job is over (or never started): free the member's slot; uncharged, release the quota."""
+        """The job is over (or never started): uncharged, its reservation is released (which frees the
+        member's job slot; a charged one freed it when charged)."""
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
-        self._release_slot(reservation.user_id)
         if not reservation.charged:
             task = asyncio.get_running_loop().create_task(self._release(reservation, status, job_id))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._releasing.setdefault(reservation.user_id, set()).add(task)
+            task.add_done_callback(lambda t, user_id=reservation.user_id: self._forget(user_id, t))
+
+    def _forget(self, user_id: int, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        pending = self._releasing.get(user_id)
+        if pending is not None:
+            pending.discard(task)
+            if not pending:
+                del self._releasing[user_id]
+
+    async def _released(self, user_id: int) -> None:
+        """Wait for this process's pending releases of the member's reservations."""
+        pending = self._releasing.get(user_id)
+        if pending:
+            await asyncio.gather(*list(pending), return_exceptions=True)
 
     async def _release(self, reservation: Reservation, status: str, job_id: str | None) -> None:
         try:
             await self.store.release_usage(reservation.usage_id, status, job_id=job_id)
         except Exception:
             log.exception("could not release usage reservation %s", reservation.usage_id)
-
-    def _release_slot(self, user_id: int) -> None:
-        left = self._active.get(user_id, 0) - 1
-        if left > 0:
-            self._active[user_id] = left
-        else:
-            self._active.pop(user_id, None)
 
     async def drain(self) -> None:
         """Wait for pending releases (at shutdown, before the database closes)."""

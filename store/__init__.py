@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .protocol import Store
-from .records import (Conversation, JobRecord, QuotaCheck, QuotaExceeded, QuotaUse, StoredTurn, UsageEntry,
-                      UsageTotals)
+from .records import (Conversation, CoolingDown, JobRecord, MemberBusy, QuotaCheck, QuotaExceeded, QuotaUse,
+                      StoredTurn, UsageEntry, UsageTotals)
 from .sql import SqlStore
 
-__all__ = ["Conversation", "JobRecord", "QuotaCheck", "QuotaExceeded", "QuotaUse", "Store", "StoredTurn",
-           "UsageEntry", "UsageTotals", "open_store"]
+__all__ = ["Conversation", "CoolingDown", "JobRecord", "MemberBusy", "QuotaCheck", "QuotaExceeded", "QuotaUse",
+           "Store", "StoredTurn", "UsageEntry", "UsageTotals", "open_store"]
 
 
 async def open_store(sqlite_path: Path | str, database_url: str | None = None) -> Store:

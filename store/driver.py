@@ -33,8 +33,8 @@ class Driver(Protocol):
     serial_primary_key: str  # an auto-numbered 64-bit id: INTEGER PRIMARY KEY / BIGINT GENERATED ...
     blob: str  # BLOB / BYTEA
 
-    def transaction(self, lock: str | None = None) -> AbstractAsyncContextManager[Transaction]:
-        """A write transaction. `lock` names a critical section (e.g. "quota:<guild>") that no
+    def transaction(self, lock: str | Sequence[str] | None = None) -> AbstractAsyncContextManager[Transaction]:
+        """A write transaction. `lock` names a critical section (e.g. "quota:<guild>"), or several, that no
         other transaction with the same name runs at the same time, in any process: SQLite holds
         the database's write lock from the start (BEGIN IMMEDIATE), PostgreSQL takes a
         transaction-scoped advisory lock on the name. A transaction that read a quota and then

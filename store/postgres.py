@@ -110,12 +110,13 @@ class PostgresDriver:
         return cls(pool)
 
     @asynccontextmanager
-    async def transaction(self, lock: str | None = None) -> AsyncIterator[PostgresTransaction]:
+    async def transaction(self, lock: str | Sequence[str] | None = None) -> AsyncIterator[PostgresTransaction]:
+        names = [lock] if isinstance(lock, str) else sorted(set(lock or ()))  # one order: no deadlock
         async with self.pool.connection() as connection, connection.transaction():
-            if lock is not None:
+            for name in names:
                 # 64-bit hash of the name: distinct names practically never share a lock.
                 await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                                         (lock,))
+                                         (name,))
             yield PostgresTransaction(connection)
 
     async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:

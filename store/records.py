@@ -1,6 +1,7 @@
 """The records the store hands out and takes in: plain frozen dataclasses, no database types."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,12 @@ class JobRecord:
     error: str | None = None
 
 
+def job_from_row(row: Any) -> JobRecord:
+    return JobRecord(row["id"], row["kind"], row["status"], row["user_id"], row["guild_id"], row["channel_id"],
+                     row["message_id"], row["conversation_id"], row["user_turn_id"], row["model_turn_id"],
+                     json.loads(row["options"]), row["error"])
+
+
 @dataclass(frozen=True)
 class UsageEntry:
     guild_id: int  # 0 in direct messages
@@ -87,6 +94,22 @@ class QuotaExceeded(Exception):
     def __init__(self, check: QuotaCheck, used: QuotaUse) -> None:
         super().__init__(check.name)
         self.check, self.used = check, used
+
+
+class MemberBusy(Exception):
+    """The member already has `active` generations reserved, in any process: their jobs-at-once limit."""
+
+    def __init__(self, active: int, limit: int) -> None:
+        super().__init__(f"{active} of {limit} jobs at once")
+        self.active, self.limit = active, limit
+
+
+class CoolingDown(Exception):
+    """The member's last reservation, in any process, was less than their cooldown ago."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"{wait:.1f} s left")
+        self.wait = wait
 
 
 @dataclass(frozen=True)

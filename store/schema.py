@@ -111,8 +111,25 @@ CREATE TABLE IF NOT EXISTS member_settings (
     updated_at DOUBLE PRECISION NOT NULL
 )"""
 
+# Several processes share one database: each registers here and heartbeats; jobs and usage
+# reservations name the process that holds them (NULL: made before owners existed), so a process
+# that starts only takes over what a process that is gone left behind.
+_V2 = """
+CREATE TABLE IF NOT EXISTS processes (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,                 -- all, gateway or worker
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    shard_ids TEXT NOT NULL DEFAULT '', -- comma list, '' for no gateway connection
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL
+);
+ALTER TABLE jobs ADD COLUMN owner TEXT;
+ALTER TABLE usage ADD COLUMN owner TEXT;
+CREATE INDEX IF NOT EXISTS usage_by_user ON usage(user_id, status, created_at)"""
+
 # version -> statements; append new versions, never edit an applied one.
-MIGRATIONS: dict[int, str] = {1: _V1}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
 
 
 def statements(version: int, *, serial: str, blob: str) -> list[str]:

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from providers.models import ImageData
 
 from . import schema
 from .driver import Driver, Row, Transaction
-from .records import (ACTIVE_JOB_STATUSES, COUNTED, NOT_CHARGED, Conversation, JobRecord, QuotaCheck, QuotaExceeded,
-                      QuotaUse, StoredTurn, UsageEntry, UsageTotals)
+from .processes import ProcessTable
+from .records import (ACTIVE_JOB_STATUSES, COUNTED, NOT_CHARGED, Conversation, CoolingDown, JobRecord, MemberBusy,
+                      QuotaCheck, QuotaExceeded, QuotaUse, StoredTurn, UsageEntry, UsageTotals, job_from_row)
 
 JOB_FIELDS = ("status", "message_id", "channel_id", "conversation_id", "user_turn_id", "model_turn_id", "error")
 
@@ -31,7 +33,9 @@ def marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
 
-class SqlStore:
+class SqlStore(ProcessTable):
+    """The Store protocol over a driver; processes, recovery and ownership: store/processes.py."""
+
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
 
@@ -49,6 +53,13 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.driver.close()
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """A critical section no other holder of `name`, in any process, runs at the same time
+        (on SQLite it also holds every write: keep it short there)."""
+        async with self.driver.transaction(lock=name):
+            yield
 
     async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         async with self.driver.transaction() as tx:
@@ -184,10 +195,11 @@ class SqlStore:
         now = time.time()
         await self._run(
             "INSERT INTO jobs (id, kind, status, user_id, guild_id, channel_id, message_id, conversation_id,"
-            " user_turn_id, model_turn_id, options, error, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " user_turn_id, model_turn_id, options, error, owner, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.id, job.kind, job.status, job.user_id, job.guild_id, job.channel_id, job.message_id,
-             job.conversation_id, job.user_turn_id, job.model_turn_id, json.dumps(job.options), job.error, now, now))
+             job.conversation_id, job.user_turn_id, job.model_turn_id, json.dumps(job.options), job.error,
+             self.process_id, now, now))
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
         unknown = set(fields) - set(JOB_FIELDS)
@@ -198,27 +210,33 @@ class SqlStore:
 
     async def job(self, job_id: str) -> JobRecord | None:
         row = await self.driver.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return _job(row) if row else None
+        return job_from_row(row) if row else None
 
     async def jobs_with_status(self, *statuses: str) -> list[JobRecord]:
         rows = await self.driver.fetch_all(
             f"SELECT * FROM jobs WHERE status IN ({marks(statuses)}) ORDER BY created_at", statuses)
-        return [_job(row) for row in rows]
-
-    async def mark_active_jobs(self, status: str, error: str) -> list[JobRecord]:
-        """Mark every queued or running job (left over from a stopped process) and return them."""
-        jobs = await self.jobs_with_status(*ACTIVE_JOB_STATUSES)
-        if jobs:
-            await self._run(f"UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id IN ({marks(jobs)})",
-                            (status, error, time.time(), *[j.id for j in jobs]))
-        return jobs
+        return [job_from_row(row) for row in rows]
 
     # -- usage and quotas ----------------------------------------------------------------------
 
-    async def reserve_usage(self, entry: UsageEntry, checks: Sequence[QuotaCheck] = ()) -> int:
-        """Insert a reservation if every check still has room for it, all in one transaction under
-        the server's quota lock; raises QuotaExceeded naming the first check that has not."""
-        async with self.driver.transaction(lock=f"quota:{entry.guild_id}") as tx:
+    async def reserve_usage(self, entry: UsageEntry, checks: Sequence[QuotaCheck] = (), *,
+                            max_active: int | None = None, cooldown: float = 0.0) -> int:
+        """Insert a reservation if the member has fewer than `max_active` reserved (jobs at once),
+        reserved nothing in the last `cooldown` seconds, and every check still has room for it, all
+        in one transaction under the server's quota lock and the member's lock, whichever process
+        asks; raises MemberBusy, CoolingDown or QuotaExceeded (naming the first full check)."""
+        async with self.driver.transaction(lock=(f"quota:{entry.guild_id}", f"member:{entry.user_id}")) as tx:
+            if max_active is not None:
+                row = await tx.fetch_one("SELECT COUNT(*) AS n FROM usage WHERE user_id = ? AND status = 'reserved'",
+                                         (entry.user_id,))
+                if row["n"] >= max_active:
+                    raise MemberBusy(int(row["n"]), max_active)
+            if cooldown > 0:
+                row = await tx.fetch_one("SELECT MAX(created_at) AS last FROM usage WHERE user_id = ?",
+                                         (entry.user_id,))
+                wait = (row["last"] or 0) + cooldown - time.time()
+                if wait > 0:
+                    raise CoolingDown(wait)
             for check in checks:
                 used = await _quota_use(tx, check.guild_id, check.user_id, check.since)
                 if (check.max_images is not None and used.images + entry.images > check.max_images) or \
@@ -227,10 +245,10 @@ class SqlStore:
             now = time.time()
             row = await tx.fetch_one(
                 "INSERT INTO usage (guild_id, user_id, conversation_id, kind, status, provider, model, resolution,"
-                " requested_images, estimated_cost, images, cost, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " requested_images, estimated_cost, images, cost, owner, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (entry.guild_id, entry.user_id, entry.conversation_id, entry.kind, entry.provider, entry.model,
-                 entry.resolution, entry.images, entry.cost, entry.images, entry.cost, now, now))
+                 entry.resolution, entry.images, entry.cost, entry.images, entry.cost, self.process_id, now, now))
             return row["id"]
 
     async def quota_use(self, guild_id: int, user_id: int | None, since: float) -> QuotaUse:
@@ -253,11 +271,6 @@ class SqlStore:
             raise ValueError(f"not a release status: {status}")
         await self._run("UPDATE usage SET status = ?, job_id = COALESCE(?, job_id), images = 0, cost = 0,"
                         " updated_at = ? WHERE id = ? AND status = 'reserved'", (status, job_id, time.time(), usage_id))
-
-    async def release_stale_reservations(self, status: str = "interrupted") -> int:
-        """At start: reservations left by a stopped process charge nothing."""
-        return await self._run("UPDATE usage SET status = ?, images = 0, cost = 0, updated_at = ?"
-                               " WHERE status = 'reserved'", (status, time.time()))
 
     async def reset_quota(self, guild_id: int, user_id: int, *, reset_by: int | None = None) -> None:
         """From now on, the member's daily and monthly quotas count only newer usage."""
@@ -366,8 +379,3 @@ def _conversation(row: Row | None) -> Conversation | None:
     return Conversation(row["id"], row["channel_id"], row["guild_id"], row["owner_id"], row["head_turn_id"],
                         json.loads(row["settings"]))
 
-
-def _job(row: Row) -> JobRecord:
-    return JobRecord(row["id"], row["kind"], row["status"], row["user_id"], row["guild_id"], row["channel_id"],
-                     row["message_id"], row["conversation_id"], row["user_turn_id"], row["model_turn_id"],
-                     json.loads(row["options"]), row["error"])

@@ -56,7 +56,7 @@ class SqliteDriver(SqliteTransaction):
         return cls(db)
 
     @asynccontextmanager
-    async def transaction(self, lock: str | None = None) -> AsyncIterator[SqliteTransaction]:
+    async def transaction(self, lock: str | Sequence[str] | None = None) -> AsyncIterator[SqliteTransaction]:
         del lock  # BEGIN IMMEDIATE already excludes every other writer
         async with self._write_lock:
             await self._db.execute("BEGIN IMMEDIATE")

@@ -86,6 +86,7 @@ class Reply:
     keepalive: bool = False  # an SSE ": keep-alive" comment before each event
     drop: bool = False  # close the connection without any answer
     event_delay: float = 0.0  # seconds between SSE events (each sent and flushed on its own)
+    hold: asyncio.Event | None = None  # answer only once the test sets it (a job kept running on purpose)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Reply":
@@ -320,6 +321,8 @@ class FakeGateway:
             reply = unsigned_model_turn(rec) or (self._queue.popleft() if self._queue else self.default_answer(rec))
         if self.latency or reply.delay:
             await asyncio.sleep(self.latency + reply.delay)
+        if reply.hold is not None:
+            await reply.hold.wait()
         return await self._send(request, reply)
 
     async def _record(self, request: web.Request) -> RecordedRequest:

@@ -69,3 +69,36 @@ def test_limits_show_zero_as_none_allowed():
     assert FIELDS["guild_monthly_budget"].show(0) == "$0.00 (none allowed)"
     assert FIELDS["user_cooldown_seconds"].show(0) == "0 s (no wait)"
     assert FIELDS["user_daily_images"].show(None) == "unlimited"
+
+
+def test_shards_unset_mean_one_unsharded_connection(tmp_path):
+    s = settings(tmp_path)
+    assert s.shard_count is None and s.shard_ids is None
+
+
+def test_shard_count_and_this_processes_shard_ids(tmp_path):
+    s = settings(tmp_path, SHARD_COUNT="4", SHARD_IDS="3, 1", DATABASE_URL="postgresql://bot@db/bot")
+    assert s.shard_count == 4 and s.shard_ids == (1, 3)
+    assert settings(tmp_path, SHARD_COUNT="2").shard_ids is None  # one process, every shard
+
+
+def test_shard_ids_must_fit_the_count_and_need_a_shared_database(tmp_path):
+    url = "postgresql://bot@db/bot"
+    assert problems(tmp_path, SHARD_COUNT="2", SHARD_IDS="0,2", DATABASE_URL=url) == [
+        "SHARD_IDS must be below SHARD_COUNT=2 (shards are numbered from 0), got 0,2"]
+    assert problems(tmp_path, SHARD_IDS="0", DATABASE_URL=url) == [
+        "SHARD_IDS needs SHARD_COUNT (the total number of shards of the bot)"]
+    assert problems(tmp_path, SHARD_COUNT="2", SHARD_IDS="1") == [
+        "SHARD_IDS needs DATABASE_URL=postgresql://... (the processes holding the other shards share it); "
+        "with SQLite one process connects every shard: leave SHARD_IDS unset"]
+    assert problems(tmp_path, SHARD_COUNT="0")[0].startswith("SHARD_COUNT")
+
+
+def test_gateway_and_worker_roles_are_refused_on_postgresql_with_what_works_instead(tmp_path):
+    from bot import check_role
+
+    config = settings(tmp_path, DATABASE_URL="postgresql://bot@db/bot")
+    check_role("all", config)
+    with pytest.raises(ConfigError, match=r"--role worker is not available in this version: run --role all "
+                                          r"processes, each with its SHARD_IDS"):
+        check_role("worker", config)

@@ -56,7 +56,7 @@ async def test_the_servers_budget_is_shared_by_its_members(keeper):
     await quota.admit(member(2), 99, "imagine", pro)  # another server has its own budget
 
 
-async def test_jobs_at_once_are_claimed_before_the_database_is_asked(keeper):
+async def test_jobs_at_once_hold_for_admissions_at_once_and_a_settled_job_frees_its_slot(keeper):
     quota = keeper(user_max_jobs=1)
     results = await asyncio.gather(*(quota.admit(member(1), GUILD, "imagine", Options()) for _ in range(3)),
                                    return_exceptions=True)
@@ -106,3 +106,18 @@ async def test_charge_records_the_real_cost_and_settle_releases_the_rest(keeper)
     await quota.drain()
     totals = await storage.usage_totals(GUILD, 0, user_id=1)
     assert (totals.images, totals.cost, totals.not_charged) == (2, 0.078, 1)
+
+
+async def test_a_charge_the_database_refused_still_frees_the_members_job_slot(keeper, monkeypatch):
+    quota = keeper(user_max_jobs=1)
+    reservation = await quota.admit(member(1), GUILD, "imagine", Options())
+    job = SimpleNamespace(id="j2", reservation=reservation, spec=SimpleNamespace(
+        user=member(1), guild_id=GUILD, kind="imagine", conversation=None, options=Options()))
+
+    async def refused(*args, **kwargs):
+        raise ConnectionError("database gone")
+    monkeypatch.setattr(quota.store, "charge_usage", refused)
+    await quota.charge(job, GenerationResult(images=[ImageData(b"x", "image/png")], provider="mule",
+                                             model="gemini-2.5-flash-image"))  # logged, not raised
+    quota.settle(reservation, "failed", job_id="j2")
+    await quota.admit(member(1), GUILD, "imagine", Options())  # the slot is free again
