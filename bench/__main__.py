@@ -19,7 +19,7 @@ from .images import image_path
 from .report import header, load_average, machine, record, table, verdicts
 from .scenarios import PLANS, SCENARIOS
 
-ORDER = ["overhead", "ack", "4k", "turns", "throughput", "concurrent", "previews"]
+ORDER = ["overhead", "ack", "4k", "turns", "throughput", "concurrent", "previews", "ratelimited"]
 
 
 async def run(plan_name: str, only: list[str], workdir: Path) -> dict:

@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.fake_gateway import FakeGateway
+from tests.fakes.gateway_ratelimit import TokenBucket
 
 
 class TimedGateway(FakeGateway):
@@ -68,6 +69,8 @@ class TimedGateway(FakeGateway):
                 self.latency = float(data["latency"])
             if data.get("image_path"):
                 self.image = Path(data["image_path"]).read_bytes()
+            limit = data.get("rate_limit")  # [requests, seconds]: a token bucket, 429 + Retry-After beyond
+            self.rate_limit = TokenBucket(int(limit[0]), float(limit[1])) if limit else None
             self.thoughts = bool(data.get("thoughts"))
             self.thought_images = 2 if self.thoughts else 1
             self.stream_delay = float(data.get("stream_delay") or 0.0)

@@ -60,13 +60,15 @@ class GatewayProcess:
                 await self.proc.wait()
         self._log.close()
 
-    async def configure(self, *, latency: float, image: Path, thoughts: bool = False, stream_delay: float = 0.0) -> int:
+    async def configure(self, *, latency: float, image: Path, thoughts: bool = False, stream_delay: float = 0.0,
+                        rate_limit: tuple[int, float] | None = None) -> int:
         """Set the answer for the next scenario (Gemini answers with `thoughts`: two drafts before the
         image, `stream_delay` s between SSE events, as Nano Banana Pro streams)."""
         async with self._session.post(f"{self.url}/_bench/reset") as resp:
             resp.raise_for_status()
         async with self._session.post(f"{self.url}/_bench/config", json={
-                "latency": latency, "image_path": str(image), "thoughts": thoughts, "stream_delay": stream_delay}) as resp:
+                "latency": latency, "image_path": str(image), "thoughts": thoughts, "stream_delay": stream_delay,
+                "rate_limit": rate_limit}) as resp:
             resp.raise_for_status()
             return (await resp.json())["image_bytes"]
 

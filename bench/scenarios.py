@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .harness import DRAFT_PREVIEW, ROOT, GatewayProcess, RssSampler, bot_run, poll, result_time, wait_results
+from .harness import (DRAFT_PREVIEW, ROOT, GatewayProcess, RssSampler, bot_run, failed, poll, result_time,
+                      wait_results)
 from .images import image_path
 
 MiB = 1024 * 1024
@@ -44,17 +45,20 @@ class Plan:
     floor_calls: int = 3
     preview_calls: int = 5          # 8: Nano Banana Pro streaming two drafts before the image
     preview_event_delay: float = 0.5  # between SSE events (a draft every ~1 s, as Pro thinks)
+    allowed: int = 6                # 9: the gateway allows `allowed` requests per `window` s; 3x asked at once
+    window: float = 12.0
 
 
 PLANS = {
     "full": Plan("full"),
     "quick": Plan("quick", overhead_calls=8, direct_calls=2, ack_rounds=1, big_jobs=6, conversations=1,
-                  turn_latency=0.2, throughput_jobs=60, floor_calls=2, preview_calls=2),
+                  turn_latency=0.2, throughput_jobs=60, floor_calls=2, preview_calls=2, allowed=4, window=8.0),
     # For the test suite: every code path once, tiny and fast; figures mean nothing.
     "smoke": Plan("smoke", overhead_calls=2, overhead_latency=0.05, direct_calls=1, ack_jobs=5, ack_rounds=1,
                   ack_latency=0.1, big_jobs=2, big_image="smoke-4k", big_latency=0.05, big_upload_limit=MiB,
                   conversations=1, turns=2, turn_latency=0.05, throughput_jobs=6, throughput_latency=0.05,
-                  concurrent_jobs=3, concurrent_latency=0.1, floor_calls=1, preview_calls=1, preview_event_delay=0.3),
+                  concurrent_jobs=3, concurrent_latency=0.1, floor_calls=1, preview_calls=1, preview_event_delay=0.3,
+                  allowed=2, window=1.0),
 }
 
 
@@ -301,5 +305,33 @@ async def previews(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[s
     return {"preview_lead_ms": statistics.median(leads) * 1000, "preview_calls": plan.preview_calls}
 
 
+async def ratelimited(gateway: GatewayProcess, workdir: Path, plan: Plan) -> dict[str, Any]:
+    """9. A gateway that allows `allowed` requests per `window` s (a token bucket; 429 with Retry-After
+    beyond), asked for three times that at once with the bot's default settings: how many succeed
+    (none should fail for rate limits: they wait), and how long they took against the least the
+    gateway allows (the bucket starts full: the other two thirds need two windows)."""
+    await gateway.configure(latency=0.1, image=image_path("1k"), rate_limit=(plan.allowed, plan.window))
+    asked = 3 * plan.allowed
+    async with bot_run(gateway, workdir, "ratelimited", users=asked, defaults=True) as run:
+        d = run.driver
+        handles = [await d.slash("imagine", {"prompt": f"bench limited {i}"}, user=run.user(i)) for i in range(asked)]
+        outcome: dict[int, float | None] = {}
+
+        def check() -> bool:
+            for i, h in enumerate(handles):
+                if i not in outcome:
+                    if (t := result_time(run, h)) is not None:
+                        outcome[i] = t
+                    elif failed(run, h) is not None:
+                        outcome[i] = None
+            return len(outcome) == asked
+
+        await poll(check, 60 + 10 * plan.window, "every rate-limited job to end")
+    done = [t for t in outcome.values() if t is not None]
+    elapsed = max(done) - min(h.dispatched_at for h in handles) if done else float("nan")
+    return {"ratelimited_success_ratio": len(done) / asked, "ratelimited_seconds": elapsed,
+            "ratelimited_time_ratio": elapsed / (2 * plan.window), "ratelimited_asked": asked}
+
+
 SCENARIOS = {"overhead": overhead, "ack": ack, "4k": big_images, "turns": turns, "throughput": throughput,
-             "concurrent": concurrent, "previews": previews}
+             "concurrent": concurrent, "previews": previews, "ratelimited": ratelimited}

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("overhead_median_ms", "overhead_p95_ms", "direct_ratio", "ack_p50_ms", "ack_p99_ms", "loop_stall_max_ms",
         "rss_peak_mb", "rss_per_4k_image_ratio", "turn_overhead_growth", "throughput_per_s", "concurrent10_wall_ratio",
-        "preview_lead_ms")
+        "preview_lead_ms", "ratelimited_success_ratio", "ratelimited_time_ratio")
 
 
 def test_bench_smoke_prints_a_table_and_the_json_line(tmp_path):
