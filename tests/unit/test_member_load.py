@@ -2,17 +2,13 @@
 reservations inside the reservation's own transaction (the member's lock), on both backends."""
 from __future__ import annotations
 
-import asyncio
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
+from fakes.store_race import race
 from store import CoolingDown, MemberBusy, UsageEntry, open_store
 
 GUILD, ALICE, BOB = 10, 1, 2
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def entry(user=ALICE, guild=GUILD) -> UsageEntry:
@@ -63,46 +59,11 @@ async def test_the_cooldown_runs_from_the_latest_reservation_in_any_process(two_
     await second.reserve_usage(entry(), cooldown=0)
 
 
-RESERVER = textwrap.dedent("""
-    import asyncio, sys
-    from pathlib import Path
-    sys.path.insert(0, sys.argv[1])
-    from store import MemberBusy, UsageEntry, open_store
-
-    async def main(sqlite_path, url, barrier, me, other, guild, rounds):
-        store = await open_store(sqlite_path, url or None)
-        for n in range(rounds):
-            (barrier / f"{me}-{n}").touch()
-            while not (barrier / f"{other}-{n}").exists():   # both ask at the same moment
-                await asyncio.sleep(0.002)
-            # Round n: the member holds n jobs and may hold n + 1.
-            try:
-                await store.reserve_usage(UsageEntry(guild, 1, "imagine", "p", "m", None, 1, 0.1), max_active=n + 1)
-                print(n, "passed", flush=True)
-            except MemberBusy:
-                print(n, "refused", flush=True)
-        await store.close()
-
-    sqlite_path, url, barrier, me, other, guild, rounds = sys.argv[2:]
-    asyncio.run(main(sqlite_path, url, Path(barrier), me, other, int(guild), int(rounds)))
-""")
-
-
 async def test_two_processes_asking_for_the_members_last_job_slot_at_once_only_one_gets_it(store_at):
     path, url = store_at
     await (await open_store(path, url)).close()  # the schema exists before the race
-    barrier = path.parent / "barrier"
-    barrier.mkdir()
     rounds = 6
     # In two servers: the server's quota lock does not serialise them, the member's lock must.
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, "-c", RESERVER, str(ROOT), str(path), url or "", str(barrier), me, other, str(guild),
-        str(rounds), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        for me, other, guild in (("a", "b", GUILD), ("b", "a", GUILD + 1))]
-    outputs = []
-    for proc in procs:
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode == 0, err.decode()
-        outputs.append(dict(line.split() for line in out.decode().splitlines()))
+    outputs = await race(path, url, "member_slot", rounds=rounds, racers=[(1, GUILD), (1, GUILD + 1)])
     for n in range(rounds):
         assert sorted(o[str(n)] for o in outputs) == ["passed", "refused"], (n, outputs)

@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from core.limits import FIELDS, Limits, effective_limits, load_role_limits, periods
+from fakes.store_race import race
 from store import QuotaCheck, QuotaExceeded, UsageEntry, open_store
 
 GUILD, ALICE, BOB = 10, 1, 2
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -64,47 +61,11 @@ async def test_two_processes_sharing_the_file_cannot_both_take_the_last_unit(sto
         await second.close()
 
 
-RESERVER = textwrap.dedent("""
-    import asyncio, sys
-    from pathlib import Path
-    sys.path.insert(0, sys.argv[1])
-    from store import QuotaCheck, QuotaExceeded, UsageEntry, open_store
-
-    async def main(sqlite_path, url, barrier, me, other, user, rounds):
-        store = await open_store(sqlite_path, url or None)
-        for n in range(rounds):
-            (barrier / f"{me}-{n}").touch()
-            while not (barrier / f"{other}-{n}").exists():   # both ask at the same moment
-                await asyncio.sleep(0.002)
-            # Round n: the server has room for exactly n + 1 images, n of them already taken.
-            check = QuotaCheck("guild_daily_images", 10, None, since=0, max_images=n + 1)
-            try:
-                await store.reserve_usage(UsageEntry(10, user, "imagine", "p", "m", None, 1, 0.1), [check])
-                print(n, "passed", flush=True)
-            except QuotaExceeded:
-                print(n, "refused", flush=True)
-        await store.close()
-
-    sqlite_path, url, barrier, me, other, user, rounds = sys.argv[2:]
-    asyncio.run(main(sqlite_path, url, Path(barrier), me, other, int(user), int(rounds)))
-""")
-
-
 async def test_two_processes_asking_for_the_last_unit_at_once_only_one_gets_it(store_at):
     path, url = store_at
     await (await open_store(path, url)).close()  # the schema exists before the race
-    barrier = path.parent / "barrier"
-    barrier.mkdir()
     rounds = 8
-    procs = [await asyncio.create_subprocess_exec(
-        sys.executable, "-c", RESERVER, str(ROOT), str(path), url or "", str(barrier), me, other, str(user),
-        str(rounds), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        for me, other, user in (("a", "b", ALICE), ("b", "a", BOB))]
-    outputs = []
-    for proc in procs:
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode == 0, err.decode()
-        outputs.append(dict(line.split() for line in out.decode().splitlines()))
+    outputs = await race(path, url, "server_quota", rounds=rounds, racers=[(ALICE, GUILD), (BOB, GUILD)])
     for n in range(rounds):
         assert sorted(o[str(n)] for o in outputs) == ["passed", "refused"], (n, outputs)
     store = await open_store(path, url)
