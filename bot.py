@@ -29,7 +29,6 @@ from providers.client import ProviderRouter
 from providers.errors import ConfigError
 from providers.limiter import MemoryBudget
 from store import Store, open_store
-from store.processes import HEARTBEAT_S, LAPSE_S
 
 log = logging.getLogger("bot")
 
@@ -82,6 +81,7 @@ class ImageBot(commands.Bot):
     async def setup_hook(self) -> None:
         config = self.config
         self.store = await open_store(config.database_path, config.database_url)
+        self.store.lapse = 3 * config.heartbeat_seconds  # every process shares the .env: the same lapse
         await self.store.register_process(self.role, self.config.shard_ids or range(self.config.shard_count or 1))
         self.providers = ProviderRouter(config.providers, self.http_session, cpu=self.cpu,
                                         memory_budget=MemoryBudget(config.max_inflight_mb * 1024 * 1024))
@@ -113,11 +113,11 @@ class ImageBot(commands.Bot):
     async def _heartbeat(self) -> None:
         """Tell the other processes this one is alive; take over what a process that died left."""
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self.config.heartbeat_seconds)
             try:
                 if not await self.store.heartbeat():
                     log.warning("this process was taken for gone (no heartbeat for %.0f s); its jobs "
-                                "of that time may have been reported interrupted", LAPSE_S)
+                                "of that time may have been reported interrupted", self.store.lapse)
                 await self._recover()
             except Exception:  # the database may be back at the next beat
                 log.exception("heartbeat failed")

@@ -68,6 +68,7 @@ class Config:
     database_url: str | None = None  # postgresql://... for several processes; unset: SQLite in data_dir
     metrics_port: int | None = None  # Prometheus /metrics on this port; unset: off
     health_interval: float = 60.0  # seconds between health lines in the log
+    heartbeat_seconds: float = 10.0  # a process reports itself alive; silent 3x this long, it is gone
     shard_count: int | None = None  # the total number of shards; unset: one unsharded connection
     shard_ids: tuple[int, ...] | None = None  # the shards this process connects; unset: all of them
 
@@ -125,6 +126,7 @@ class Config:
             database_url=reader.database_url("DATABASE_URL"),
             metrics_port=reader.int("METRICS_PORT", None, minimum=1),
             health_interval=reader.float("HEALTH_LOG_SECONDS", 60.0),
+            heartbeat_seconds=reader.float("HEARTBEAT_SECONDS", 10.0) or 10.0,
             **reader.shards(),
         )
         if settings.shard_ids is not None and settings.database_url is None:

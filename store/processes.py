@@ -32,7 +32,7 @@ def _pid_runs(pid: int) -> bool:
     return True
 
 
-def alive(row: Row, now: float, me: str | None) -> bool:
+def alive(row: Row, now: float, me: str | None, lapse: float = LAPSE_S) -> bool:
     """Whether the process of a `processes` row still runs, as far as this process can tell."""
     if row["id"] == me:
         return True
@@ -40,7 +40,7 @@ def alive(row: Row, now: float, me: str | None) -> bool:
         # This pid is ours now (a container restarted), or it runs no more: gone, lapse or not.
         if row["pid"] == os.getpid() or not _pid_runs(row["pid"]):
             return False
-    return row["heartbeat_at"] >= now - LAPSE_S
+    return row["heartbeat_at"] >= now - lapse
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -52,6 +52,7 @@ class ProcessTable:
 
     driver: Driver
     process_id: str | None = None  # set by register_process; stamped on jobs and reservations
+    lapse: float = LAPSE_S  # seconds without a heartbeat after which a process is taken for gone
 
     async def register_process(self, role: str, shard_ids: Sequence[int] = (), *, pid: int | None = None,
                                host: str | None = None) -> str:
@@ -114,7 +115,7 @@ class ProcessTable:
         """A WHERE clause for rows whose `owner` is no live process; forgets processes that are gone."""
         now = time.time()
         rows = await tx.fetch_all("SELECT * FROM processes")
-        live = [row["id"] for row in rows if alive(row, now, self.process_id)]
+        live = [row["id"] for row in rows if alive(row, now, self.process_id, self.lapse)]
         gone = [row["id"] for row in rows if row["id"] not in live]
         if gone:
             await tx.execute(f"DELETE FROM processes WHERE id IN ({_marks(gone)})", gone)

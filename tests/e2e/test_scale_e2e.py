@@ -139,7 +139,7 @@ async def test_a_killed_processes_job_is_reported_by_the_other_process_on_its_ne
     north's channel through REST, with a Reroll button; south's own work goes on."""
     async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
                                            log_dir=tmp_path) as d:
-        await start_two_shards(d, gw, tmp_path, pg_database)
+        await start_two_shards(d, gw, tmp_path, pg_database, HEARTBEAT_SECONDS=1)  # its next one is soon
         held_answer(gw, (200, 0, 0))  # never released: north dies with it
         await d.slash("imagine", {"prompt": "a doomed comet"}, channel="north/general")
         await d.wait(lambda: len(gw.requests) == 1, 30, "the north job at the provider")
