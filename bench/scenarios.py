@@ -55,11 +55,13 @@ PLANS = {
     "quick": Plan("quick", overhead_calls=8, direct_calls=2, ack_rounds=1, conversations=1,
                   turn_latency=0.2, throughput_jobs=60, floor_calls=2, preview_calls=2, allowed=4, window=8.0),
     # For the test suite: every code path once, tiny and fast; figures mean nothing.
-    "smoke": Plan("smoke", overhead_calls=2, overhead_latency=0.05, direct_calls=1, ack_jobs=5, ack_rounds=1,
+    # At most five results (so five threads) per scenario: Discord starts five threads per 5 s in a
+    # channel, and a sixth would only make the run wait.
+    "smoke": Plan("smoke", overhead_calls=2, overhead_latency=0.05, direct_calls=1, ack_jobs=3, ack_rounds=1,
                   ack_latency=0.1, big_jobs=2, big_image="smoke-4k", big_latency=0.05, big_upload_limit=MiB,
-                  conversations=1, turns=2, turn_latency=0.05, throughput_jobs=6, throughput_latency=0.05,
-                  concurrent_jobs=3, concurrent_latency=0.1, floor_calls=1, preview_calls=1, preview_event_delay=0.3,
-                  allowed=2, window=1.0),
+                  conversations=1, turns=2, turn_latency=0.05, throughput_jobs=3, throughput_latency=0.05,
+                  concurrent_jobs=2, concurrent_latency=0.1, floor_calls=1, preview_calls=1, preview_event_delay=0.3,
+                  allowed=1, window=1.0),
 }
 
 
