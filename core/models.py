@@ -1,6 +1,6 @@
 """What each model can render: the one table the bot reads to offer, refuse and upscale sizes.
 
-    model family (aliases: core/prices.py MODEL_ALIASES)    sizes
+    model family (aliases: providers/models.py)             sizes
     gemini-2.5-flash-image           (Nano Banana)           1K only
     gemini-3-pro-image-preview       (Nano Banana Pro)       1K, 2K, 4K
     gemini-3.1-flash-image-preview   (Nano Banana 2)         1K, 2K, 4K (and a 512 tier the bot
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.models import RESOLUTIONS
-
-from .prices import FLASH, FLASH_2, PRO, model_family
+from providers.models import FLASH, FLASH_2, PRO, RESOLUTIONS, model_family
 
 RENDERS: dict[str, tuple[str, ...]] = {FLASH: ("1K",), PRO: ("1K", "2K", "4K"), FLASH_2: ("1K", "2K", "4K")}
 DEFAULT_SIZE = "1K"  # what every model renders when no size is asked for

@@ -26,20 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.models import RESOLUTIONS
+from providers.models import FLASH, FLASH_2, PRO, RESOLUTIONS, model_family
 
 DEFAULT_RESOLUTION = "1K"
-
-FLASH = "gemini-2.5-flash-image"
-PRO = "gemini-3-pro-image-preview"
-FLASH_2 = "gemini-3.1-flash-image-preview"
-
-# Model names as gateways spell them -> the family whose price applies.
-MODEL_ALIASES = {
-    "gemini-2.5-flash-image-preview": FLASH, "nanobanana": FLASH, "nano-banana": FLASH,
-    "gemini-3-pro-image": PRO, "nanobanana_pro": PRO, "nano-banana-pro": PRO,
-    "gemini-3.1-flash-image": FLASH_2, "nanobanana_2": FLASH_2, "nano-banana-2": FLASH_2,
-}
 
 BUILTIN_PRICES: dict[str, dict[str, float]] = {
     FLASH: {"1K": 0.039, "2K": 0.039, "4K": 0.039},
@@ -49,20 +38,6 @@ BUILTIN_PRICES: dict[str, dict[str, float]] = {
 UNKNOWN_MODEL_PRICE = 0.134
 
 _TOKEN_SUFFIXES = {"PER_MILLION_OUTPUT_TOKENS": "output", "PER_MILLION_INPUT_TOKENS": "input"}
-
-
-def model_family(model: str) -> str:
-    """`google/gemini-3-pro-image-preview`, `models/nanobanana_pro` -> `gemini-3-pro-image-preview`."""
-    name = model.strip().lower().rsplit("/", 1)[-1]
-    if name in BUILTIN_PRICES:
-        return name
-    if name in MODEL_ALIASES:
-        return MODEL_ALIASES[name]
-    known = sorted([*BUILTIN_PRICES, *MODEL_ALIASES], key=len, reverse=True)
-    prefix = next((k for k in known if name.startswith(k + "-")), None)  # dated or suffixed variants
-    if prefix is None:
-        return name
-    return MODEL_ALIASES.get(prefix, prefix)
 
 
 def _resolution(resolution: str | None) -> str:

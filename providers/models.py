@@ -13,14 +13,37 @@ ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9"
 RESOLUTIONS = ("1K", "2K", "4K")
 MAX_COUNT = 4  # images one request may ask for (/imagine's count, the CLI's --count)
 
-# Models that think before they draw and may send interim "thought" images (Nano Banana Pro and 2),
-# by Google's names and the gateways' aliases.
-_THINKING_MODEL = re.compile(r"gemini-3|nano[-_]?banana[-_]?(pro|2)", re.IGNORECASE)
+# The model families, by Google's names; the one table of what a gateway's model name stands for.
+FLASH = "gemini-2.5-flash-image"  # Nano Banana
+PRO = "gemini-3-pro-image-preview"  # Nano Banana Pro
+FLASH_2 = "gemini-3.1-flash-image-preview"  # Nano Banana 2
+FAMILIES = (FLASH, PRO, FLASH_2)
+MODEL_ALIASES = {
+    "gemini-2.5-flash-image-preview": FLASH, "nanobanana": FLASH,
+    "gemini-3-pro-image": PRO, "nanobananapro": PRO,
+    "gemini-3.1-flash-image": FLASH_2, "nanobanana2": FLASH_2,
+}
+
+
+def model_family(model: str) -> str:
+    """`google/gemini-3-pro-image-preview`, `models/nano-banana_pro` -> `gemini-3-pro-image-preview`;
+    a name it does not know comes back as it is (lower case, without its path)."""
+    name = (model or "").strip().lower().rsplit("/", 1)[-1]
+    if name in FAMILIES:
+        return name
+    squeezed = re.sub(r"[-_]", "", name)  # gateways spell nano-banana, nanobanana_pro, nano_banana_2
+    alias = next((family for alias, family in MODEL_ALIASES.items() if re.sub(r"[-_]", "", alias) == squeezed), None)
+    if alias:
+        return alias
+    known = sorted([*FAMILIES, *MODEL_ALIASES], key=len, reverse=True)
+    prefix = next((k for k in known if name.startswith(k + "-")), None)  # dated or suffixed variants
+    return name if prefix is None else MODEL_ALIASES.get(prefix, prefix)
 
 
 def thinks(model: str) -> bool:
     """Whether `model` is a Gemini 3 image model (thinks, signs its turns, may send draft images)."""
-    return bool(_THINKING_MODEL.search(model or ""))
+    family = model_family(model)
+    return family in (PRO, FLASH_2) or family.startswith("gemini-3")
 
 
 @dataclass(frozen=True)

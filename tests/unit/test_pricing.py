@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.prices import PriceTable, load_price_table, model_family, money
+from core.prices import PriceTable, load_price_table, money
+from providers.models import model_family, thinks
 
 
 def table(env: dict[str, str], providers=("mule", "ib")) -> tuple[PriceTable, list[str]]:
@@ -20,10 +21,20 @@ def table(env: dict[str, str], providers=("mule", "ib")) -> tuple[PriceTable, li
     ("models/gemini-3-pro-image-preview", "gemini-3-pro-image-preview"),
     ("gemini-3-pro-image-preview-11-2025", "gemini-3-pro-image-preview"),
     ("nanobanana_2", "gemini-3.1-flash-image-preview"),
+    ("nano-banana_pro", "gemini-3-pro-image-preview"),
+    ("Nano_Banana_2", "gemini-3.1-flash-image-preview"),
     ("some-other-model", "some-other-model"),
 ])
 def test_gateway_names_map_to_a_model_family(model, family):
     assert model_family(model) == family
+
+
+def test_the_same_table_says_which_models_think():
+    """Pricing and thinking (drafts, signatures) read one table: a name priced as Pro thinks."""
+    for model in ("gemini-3-pro-image-preview", "nano_banana_pro", "google/nanobanana_2", "gemini-3-pro-image-x"):
+        assert thinks(model), model
+    for model in ("gemini-2.5-flash-image", "nano-banana", "some-other-model", ""):
+        assert not thinks(model), model
 
 
 @pytest.mark.parametrize("model, resolution, price", [
