@@ -33,16 +33,20 @@ OVERLOAD_STATUSES = (429, 503, 529)
 # The task that asked (a bot job), seen by the calls it fans out into, for queue positions.
 _caller: contextvars.ContextVar[asyncio.Task | None] = contextvars.ContextVar("limiter_caller", default=None)
 
+
 def answer_cost(resolution: str | None, images: int = 1) -> int:
     return ANSWER_COST.get((resolution or "1K").upper(), ANSWER_COST["1K"]) * max(1, images)
 
+
 def is_overload(exc: BaseException) -> bool:
     return isinstance(exc, RateLimitError) or (isinstance(exc, ProviderError) and exc.status in OVERLOAD_STATUSES)
+
 
 def mark_caller() -> None:
     """Record the current task as the owner of the calls made from here (router.generate does it)."""
     if _caller.get() is None:
         _caller.set(asyncio.current_task())
+
 
 class MemoryBudget:
     """Bytes of answers in flight across every provider. One call bigger than the whole budget still
@@ -64,11 +68,13 @@ class MemoryBudget:
         for limiter in self._limiters:  # memory freed by one provider may start another's calls
             limiter._pump()
 
+
 class _Waiter:
     __slots__ = ("future", "cost", "owner")
 
     def __init__(self, future: asyncio.Future, cost: int, owner: asyncio.Task | None) -> None:
         self.future, self.cost, self.owner = future, cost, owner
+
 
 class AdaptiveLimiter:
     def __init__(self, *, max_limit: int, initial: int = INITIAL_LIMIT,

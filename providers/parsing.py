@@ -27,6 +27,7 @@ REFUSAL_REASONS = frozenset({
 # Finished normally but drew nothing: NoImageError with the reason.
 NO_IMAGE_REASONS = frozenset({"NO_IMAGE", "IMAGE_OTHER"})
 
+
 def short(text: Any, limit: int = 300) -> str:
     """A one-line, redacted excerpt for ProviderError.detail; never a whole body, never a key."""
     if isinstance(text, (bytes, bytearray, memoryview)):
