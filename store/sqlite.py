@@ -7,6 +7,7 @@ transaction that reads a quota and then reserves it cannot race another process'
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,8 +52,13 @@ class SqliteDriver(SqliteTransaction):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(str(path), isolation_level=None)  # transactions are ours
         db.row_factory = aiosqlite.Row
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-            await db.execute(f"PRAGMA {pragma}")
+        try:
+            await _switch_to_wal(db)
+            for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
+                await db.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            await db.close()
+            raise
         return cls(db)
 
     @asynccontextmanager
@@ -69,3 +75,16 @@ class SqliteDriver(SqliteTransaction):
 
     async def close(self) -> None:
         await self._db.close()
+
+
+async def _switch_to_wal(db: aiosqlite.Connection, attempts: int = 100) -> None:
+    """PRAGMA journal_mode=WAL on a new file needs a moment alone with it, and SQLite does not wait
+    for that (no busy handler): when another connection opens the file at the same time, retry."""
+    for attempt in range(attempts):
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.02)
