@@ -20,7 +20,9 @@ from discord.ext import commands
 from dotenv import load_dotenv
 
 from core.config import Config
+from cogs.addresses import delivery_from_address
 from core.cpu import CpuPool
+from core.durable import DurableQueue
 from core.identify import IdentifyGate
 from core.jobs import JobRunner
 from core.metrics import Metrics, RateLimitCounter
@@ -54,6 +56,7 @@ class ImageBot(commands.Bot):
         self.metrics = metrics
         self.role = role
         self.lag_max_ms = 0.0
+        self.stopped = asyncio.Event()  # set by close(): a worker, with no gateway connection, runs until then
         self.tree.on_error = self._on_app_command_error
 
     async def _on_app_command_error(self, interaction: discord.Interaction,
@@ -82,16 +85,21 @@ class ImageBot(commands.Bot):
         config = self.config
         self.store = await open_store(config.database_path, config.database_url)
         self.store.lapse = 3 * config.heartbeat_seconds  # every process shares the .env: the same lapse
-        await self.store.register_process(self.role, self.config.shard_ids or range(self.config.shard_count or 1))
+        shards = () if self.role == "worker" else self.config.shard_ids or range(self.config.shard_count or 1)
+        await self.store.register_process(self.role, shards)
         self.providers = ProviderRouter(config.providers, self.http_session, cpu=self.cpu,
                                         memory_budget=MemoryBudget(config.max_inflight_mb * 1024 * 1024))
         self.quota = QuotaKeeper(store=self.store, config=config, providers=self.providers)
         self.jobs = JobRunner(store=self.store, providers=self.providers, quota=self.quota, config=config,
-                              metrics=self.metrics)
+                              metrics=self.metrics, durable=await self._durable_queue(),
+                              delivery_for=lambda record: delivery_from_address(self, record.delivery))
         self._watch_latency()
-        for extension in EXTENSIONS:
-            await self.load_extension(extension)
-        await self._sync_commands()
+        if self.role != "worker":  # a worker answers no interaction: no commands, no cogs
+            for extension in EXTENSIONS:
+                await self.load_extension(extension)
+            await self._sync_commands()
+        if self.jobs.durable is not None and self.role != "gateway":
+            self.jobs.durable.start_worker(self.store.process_id)
         pruned = await self.store.prune(self.config.retention_days)
         if pruned:
             log.info("deleted %d conversations older than %d days", pruned, self.config.retention_days)
@@ -100,6 +108,17 @@ class ImageBot(commands.Bot):
         if self.config.lag_probe:
             asyncio.create_task(self._probe_lag())
         asyncio.create_task(self._log_health())
+
+    async def _durable_queue(self) -> DurableQueue | None:
+        """On PostgreSQL, jobs wait in procrastinate's queue on the same database (core/durable.py)."""
+        if not self.config.database_url:
+            return None
+        config = self.config
+        queue = DurableQueue(self.store.driver.pool, lambda job_id, starts: self.jobs.run_stored(job_id, starts),
+                             concurrency=config.max_concurrent_jobs, heartbeat=config.heartbeat_seconds,
+                             lapse=self.store.lapse, grace=config.shutdown_grace)
+        await queue.open(self.store.exclusive)
+        return queue
 
     def _watch_latency(self) -> None:
         self.metrics.shard_latency.labels("0").set_function(lambda: self.latency if self.latency == self.latency else 0)
@@ -127,7 +146,13 @@ class ImageBot(commands.Bot):
         while True:
             await asyncio.sleep(self.config.health_interval)
             running, waiting = self.jobs.counts()
-            shards = ",".join(map(str, getattr(self, "shard_ids", None) or [self.shard_id or 0]))
+            if self.jobs.durable is not None:  # the jobs waiting for any worker, not just this process's
+                try:
+                    waiting = await self.jobs.durable.depth()
+                except Exception:  # noqa: BLE001 - the health line is no reason to stop
+                    log.warning("could not read the queue's depth", exc_info=True)
+            shards = "-" if self.role == "worker" else ",".join(
+                map(str, getattr(self, "shard_ids", None) or [self.shard_id or 0]))
             log.info("health: role=%s shards=%s latency=%.0f ms jobs_running=%d queue_depth=%d", self.role,
                      shards, self.latency * 1000 if self.latency == self.latency else -1, running, waiting)
 
@@ -165,6 +190,7 @@ class ImageBot(commands.Bot):
         if hasattr(self, "jobs"):
             await self.jobs.shutdown(self.config.shutdown_grace)
         await super().close()
+        self.stopped.set()
         if getattr(self, "identify_gate", None) is not None:
             await self.identify_gate.close()
         if hasattr(self, "store"):
@@ -215,12 +241,18 @@ async def run(config: Config, role: str) -> None:
     counter.attach()
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            bot = (ShardedImageBot if config.shard_count else ImageBot)(config, session, cpu, metrics, role)
+            sharded = config.shard_count and role != "worker"
+            bot = (ShardedImageBot if sharded else ImageBot)(config, session, cpu, metrics, role)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, lambda: asyncio.create_task(bot.close()))
             async with bot:
-                await bot.start(config.discord_token)
+                if role == "worker":  # REST only: log in (which runs setup_hook), work until stopped
+                    await bot.login(config.discord_token)
+                    log.info("worker ready: taking jobs from the queue")
+                    await bot.stopped.wait()
+                else:
+                    await bot.start(config.discord_token)
     finally:
         await starting  # never raises: workers that cannot start leave the work in threads
         await asyncio.to_thread(cpu.shutdown)
@@ -236,7 +268,8 @@ def main() -> None:
     role = parser.parse_args().role
     load_dotenv()
     try:
-        config = Config.from_env(os.environ)
+        # A gateway process only takes jobs: the provider keys are the workers' business.
+        config = Config.from_env(os.environ, require_provider_keys=role != "gateway")
         check_role(role, config)
     except ConfigError as exc:
         for line in str(exc).splitlines():
@@ -264,8 +297,6 @@ def check_role(role: str, config: Config) -> None:
     if not config.database_url:
         raise ConfigError(f"--role {role} needs DATABASE_URL=postgresql://... (the processes share one "
                           "database); with SQLite everything runs in one process: --role all")
-    raise ConfigError(f"--role {role} is not available in this version: run --role all processes, each "
-                      "with its SHARD_IDS (see 'Running on several machines' in the README)")
 
 
 def fail(message: str, code: int) -> None:

@@ -30,9 +30,14 @@ class DiscordDelivery:
         channel = reply.channel
         self.channel_id = getattr(channel, "id", None)
         # A DM is one conversation by itself (a bot thread's conversation is found before submitting).
-        self.conversation_channel_id = channel.id if isinstance(channel, discord.DMChannel) else None
-        self.can_open_thread = isinstance(channel, discord.TextChannel)
+        # (By type: a worker knows a channel only by its stored id and type.)
+        kind = getattr(channel, "type", None)
+        self.conversation_channel_id = channel.id if kind is discord.ChannelType.private else None
+        self.can_open_thread = kind in (discord.ChannelType.text, discord.ChannelType.news)
         self._message: discord.Message | None = None
+
+    def address(self) -> dict:
+        return {**self.reply.address(), "member_id": self.member_id}
 
     async def status(self, text: str, job_id: str, preview: ImageData | None = None) -> None:
         files = None
@@ -92,6 +97,8 @@ class DiscordDelivery:
     async def open_thread(self, name: str, message_id: int, conversation_id: int) -> bool:
         channel, message = self.reply.channel, self._message
         try:
+            if isinstance(channel, discord.PartialMessageable):  # a worker knows the channel by id only
+                channel = await self.bot.fetch_channel(channel.id)
             thread = await channel.create_thread(name=render.trim(name, 90) or "Image",
                                                  message=message or discord.Object(message_id),
                                                  auto_archive_duration=1440)

@@ -47,6 +47,15 @@ class Reply:
     @property
     def message_id(self) -> int | None: ...
 
+    def address(self) -> dict:
+        """Where this reply goes, as JSON, for another process to answer there (cogs/addresses.py)."""
+
+
+def channel_address(channel, upload_limit: int, mention: str) -> dict:
+    return {"channel": {"id": channel.id, "guild_id": getattr(getattr(channel, "guild", None), "id", None),
+                        "type": channel.type.value, "parent_id": getattr(channel, "parent_id", None)},
+            "upload_limit": upload_limit, "mention": mention}
+
 
 class InteractionReply(Reply):
     """The deferred response of an interaction, edited in place; the channel once the token is old."""
@@ -62,6 +71,12 @@ class InteractionReply(Reply):
     @property
     def message_id(self) -> int | None:
         return self._fallback.message_id if self._fallback else self._message_id
+
+    def address(self) -> dict:
+        interaction = self.interaction
+        return {"interaction": {"application_id": interaction.application_id, "token": interaction.token,
+                                "created_at": interaction.created_at.timestamp()},
+                **channel_address(self.channel, self.upload_limit, interaction.user.mention)}
 
     def _expired(self) -> bool:
         if not self._token_dead and datetime.now(timezone.utc) - self.interaction.created_at > TOKEN_LIFETIME:
@@ -115,18 +130,25 @@ class ChannelReply(Reply):
     """A status message posted in a channel or thread, then edited into the result."""
 
     def __init__(self, channel: discord.abc.Messageable, *, reference: discord.Message | None = None,
-                 mention: str = "", upload_limit: int | None = None) -> None:
+                 mention: str = "", upload_limit: int | None = None, message: discord.PartialMessage | None = None,
+                 parent: discord.abc.Messageable | None = None) -> None:
         self.channel = channel
         self.reference = reference
         self.mention = mention
+        # Where a closed thread's answer goes (a channel rebuilt from an address does not know it).
+        self.parent = parent or getattr(channel, "parent", None)
         guild = getattr(channel, "guild", None)
         self.upload_limit = upload_limit or (guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES)
-        self._message: discord.Message | None = None
+        self._message: discord.Message | discord.PartialMessage | None = message  # the status, once posted
         self._prefix = ""  # set once the answer had to leave a closed thread
 
     @property
     def message_id(self) -> int | None:
         return self._message.id if self._message else None
+
+    def address(self) -> dict:
+        return {"status_message_id": self.message_id, "reference_id": self.reference.id if self.reference else None,
+                **channel_address(self.channel, self.upload_limit, self.mention)}
 
     async def _send(self, **kwargs) -> discord.Message:
         if self.reference is not None:
@@ -157,7 +179,7 @@ class ChannelReply(Reply):
                 self._message = None  # somebody deleted it: the answer still deserves a message
                 fields.pop("attachments", None)
                 return await self._post(**fields)
-            parent = getattr(self.channel, "parent", None)
+            parent = self.parent
             if exc.code not in THREAD_GONE_CODES or parent is None or self._prefix:
                 raise
             log.info("thread %s is gone or locked (%s); answering in its parent channel", self.channel.id, exc.code)

@@ -73,7 +73,8 @@ class Config:
     shard_ids: tuple[int, ...] | None = None  # the shards this process connects; unset: all of them
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, require_token: bool = True) -> Config:
+    def from_env(cls, env: Mapping[str, str], *, require_token: bool = True,
+                 require_provider_keys: bool = True) -> Config:
         from providers.presets import load_provider_configs, provider_names
 
         problems: list[str] = []
@@ -83,7 +84,7 @@ class Config:
             problems.append("DISCORD_TOKEN is not set: create a bot at https://discord.com/developers "
                             "and put its token in .env")
         try:
-            providers = load_provider_configs(env)
+            providers = load_provider_configs(env, require_keys=require_provider_keys)
         except ConfigError as exc:
             problems.extend(str(exc).splitlines())
             providers = []

@@ -23,6 +23,10 @@ class Delivery(Protocol):
     conversation_channel_id: int | None  # set when that channel is itself a conversation (a DM)
     can_open_thread: bool  # a regular channel, where a result starts a thread
 
+    def address(self) -> dict:
+        """Where the member waits (after the first status() posted the status message), as JSON: a
+        process that runs the job elsewhere rebuilds the delivery from it."""
+
     async def status(self, text: str, job_id: str, preview: ImageData | None = None) -> None:
         """Show progress with a Cancel button, and a new interim image (shown small, marked as a
         draft) when there is one; failures are logged, never raised."""

@@ -21,109 +21,38 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from providers.errors import NoImageError, ProviderError, RefusedError
-from providers.models import GenerationRequest, GenerationResult, ImageData, Progress, Turn
-from store import Conversation, JobRecord, Store
+from providers.models import GenerationRequest, GenerationResult, Turn
+from store import ACTIVE_JOB_STATUSES, Conversation, JobRecord, Store
 
 from .config import Config
 from .delivery import Delivery, DeliveryForbidden, Member
 from .errors import failure_text
 from .metrics import Metrics
 from .models import size_refusal
+from .jobspec import MAX_STARTS, Job, JobSpec, Options, job_options, spec_from_record
 from .queue import InProcessQueue, Ticket
 from .quota import LimitError, QuotaKeeper, Reservation
+from .status import show_status
+
+if TYPE_CHECKING:
+    from .durable import DurableQueue
 
 log = logging.getLogger(__name__)
 
-# Discord allows about 5 edits of a message per 2 s (interaction webhooks) or per 5 s (a channel's
-# messages), and discord.py holds later requests back once a bucket is spent: with one status edit per
-# 1.5 s at most, the result always finds room. (Cancelling a pending edit instead is unsafe: discord.py's
-# webhook lock is never released when a request is cancelled while it waits out a bucket.)
-STATUS_EDIT_GAP = 1.5
-WORDS_SHOWN = 160  # characters of the model's latest words on the status line
-
-
-def progress_lines(words: str, preview: bool) -> str:
-    """The status line's second part while a streaming answer arrives."""
-    lines = ""
-    if preview:
-        lines += "\n-# 🖼️ Draft preview: the final image replaces it"
-    latest = " ".join(words.split())[-WORDS_SHOWN:].replace("`", "'")
-    if latest:
-        lines += f"\n-# 💭 {'…' if len(words) > WORDS_SHOWN else ''}{latest}"
-    return lines
-
-
-@dataclass(frozen=True)
-class Options:
-    aspect_ratio: str | None = None
-    resolution: str | None = None
-    count: int = 1
-    provider: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"aspect_ratio": self.aspect_ratio, "resolution": self.resolution, "count": self.count,
-                "provider": self.provider}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Options:
-        return cls(data.get("aspect_ratio"), data.get("resolution"), int(data.get("count") or 1),
-                   data.get("provider"))
-
-
-@dataclass
-class JobSpec:
-    """What to generate. `parent` is a turn id, None for a fresh start, or "head" for the
-    conversation's latest turn at the moment the job starts (so queued thread turns chain)."""
-
-    kind: str  # imagine, edit, turn, reroll, remix, vary, upscale, context, describe (a text answer)
-    user: Member
-    guild_id: int | None
-    prompt: str
-    images: tuple[ImageData, ...] = ()
-    options: Options = field(default_factory=Options)
-    conversation: Conversation | None = None
-    parent: int | str | None = "head"
-    title: str = ""  # what the result's caption shows, when not the prompt sent (Vary, Upscale)
-    subject: str = ""  # the member's own prompt that Vary and Upscale (and their rerolls) started from
-
-
-@dataclass
-class Job:
-    id: str
-    spec: JobSpec
-    delivery: Delivery
-    started: float = 0.0
-    created: float = field(default_factory=time.monotonic)
-    state: str = "lane"  # lane (waiting for the previous turn), queued (for a slot), running
-    task: asyncio.Task | None = None
-    # Status updates and the final answer take turns on the message; once final, no more status.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    final: bool = False
-    reservation: Reservation | None = None
-    # Live progress from a streaming answer: the model's words, and a draft image not shown yet.
-    words: str = ""
-    preview: ImageData | None = None
-    shows_preview: bool = False  # a draft is on the status message
-    progressed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def on_progress(self, progress: Progress) -> None:
-        if progress.text:
-            self.words = progress.text
-        if progress.preview is not None:
-            self.preview = progress.preview
-        self.progressed.set()
-
-
 class JobRunner:
     def __init__(self, *, store: Store, providers: Any, quota: QuotaKeeper, config: Config,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, durable: DurableQueue | None = None,
+                 delivery_for: Callable[[JobRecord], Delivery] | None = None) -> None:
         self.store, self.providers, self.quota, self.config = store, providers, quota, config
+        # PostgreSQL: jobs go through the durable queue, and a worker rebuilds a job's delivery from
+        # the stored address (the bot passes both in; SQLite runs everything in this process).
+        self.durable, self.delivery_for = durable, delivery_for
         self.metrics = metrics or Metrics()
         self.metrics.jobs_running.set_function(lambda: self.counts()[0])
         self.metrics.jobs_queued.set_function(lambda: self.counts()[1])
@@ -173,24 +102,69 @@ class JobRunner:
         user_turn = await store.add_turn(conversation_id=conv.id, parent_id=None, role="user",
                                          text=spec.prompt, images=spec.images)
         job = Job(id=secrets.token_hex(6), spec=spec, delivery=delivery)
-        await store.create_job(JobRecord(
-            id=job.id, kind=spec.kind, status="queued", user_id=spec.user.id, guild_id=spec.guild_id,
-            channel_id=delivery.channel_id, message_id=None, conversation_id=conv.id,
-            user_turn_id=user_turn, model_turn_id=None,
-            options={**spec.options.to_dict(), "prompt": spec.prompt, "title": spec.title,
-                     "subject": spec.subject}))
+        record = JobRecord(id=job.id, kind=spec.kind, status="queued", user_id=spec.user.id, guild_id=spec.guild_id,
+                           channel_id=delivery.channel_id, message_id=None, conversation_id=conv.id,
+                           user_turn_id=user_turn, model_turn_id=None, options=job_options(spec))
+        usage_id = ticket.reservation.usage_id if ticket.reservation else None
+        if self.durable is not None:
+            return await self._enqueue(ticket, job, record, usage_id)
+        await store.create_job(record, usage_id=usage_id)
         self.jobs[job.id] = job
         job.reservation, ticket.reservation = ticket.reservation, None
         ticket.job = job
         job.task = asyncio.create_task(self._run(job, user_turn, ticket), name=f"job-{job.id}")
         return job
 
+    async def _enqueue(self, ticket: Ticket, job: Job, record: JobRecord, usage_id: int | None) -> Job:
+        """PostgreSQL: the job goes into the durable queue, and a worker (perhaps another process's)
+        runs it. Turns of a conversation enter the queue in the order they arrived here."""
+        await ticket.wait_turn()
+        await job.delivery.status("⏳ In the queue…", job.id)  # in a thread, the status message to edit
+        record = replace(record, delivery=job.delivery.address())
+        conversation_id = job.spec.conversation.id
+        await self.store.create_job(record, usage_id=usage_id, enqueue=lambda tx: self.durable.enqueue(
+            tx.connection, job.id, conversation_id))
+        ticket.reservation, ticket.job = None, job  # the job's now, whichever worker runs it
+        ticket.release()
+        return job
+
+    async def run_stored(self, job_id: str, starts: int) -> None:
+        """A worker runs a job from the durable queue (`starts`: how often it was started before)."""
+        record = await self.store.job(job_id)
+        # A job that finished, or was cancelled, is not run again; one that finished but whose result
+        # was never posted (its worker died in between) is: its member gets exactly one result.
+        if record is None or not (record.status in ACTIVE_JOB_STATUSES
+                                  or (record.status == "done" and record.message_id is None)):
+            return
+        spec = await spec_from_record(self.store, record)
+        usage_id = await self.store.job_usage(job_id)
+        job = Job(id=job_id, spec=spec, delivery=self.delivery_for(record), task=asyncio.current_task(),
+                  reservation=Reservation(usage_id, record.user_id, record.guild_id or 0, "", "", 0, 0.0)
+                  if usage_id is not None else None)
+        if spec is None or starts >= MAX_STARTS:
+            why = ("That conversation was deleted." if spec is None else
+                   "This job was stopped several times (its workers stopped); press Reroll to try again.")
+            await self._finish_failed(job, "failed", why, retry=spec is not None)
+            self.quota.settle(job.reservation, "failed", job_id=job_id)
+            return
+        self.jobs[job_id] = job
+        await self._run(job, record.user_turn_id, self.queue.place(None))
+
     async def cancel(self, job_id: str) -> bool:
         job = self.jobs.get(job_id)
-        if job is None or job.task is None or job.task.done():
+        if job is not None and job.task is not None and not job.task.done():
+            job.task.cancel()
+            return True
+        record = await self.store.job(job_id) if self.durable is not None else None
+        if record is None or record.queue_id is None or record.status not in ACTIVE_JOB_STATUSES:
             return False
-        job.task.cancel()
-        return True
+        if await self.durable.cancel(record.queue_id):  # it had not started: nobody else will say so
+            await self.store.update_job(job_id, status="cancelled", error="Cancelled.")
+            usage_id = await self.store.job_usage(job_id)
+            if usage_id is not None:
+                await self.store.release_usage(usage_id, "cancelled", job_id=job_id)
+            await self.delivery_for(record).failure(job_id, "Cancelled.", retry=False)
+        return True  # a running one: its worker stops it and says so
 
     def position(self, job: Job) -> int:
         return self.queue.position(job)
@@ -203,7 +177,7 @@ class JobRunner:
     # -- running -------------------------------------------------------------------------------
 
     async def _run(self, job: Job, user_turn: int, ticket: Ticket) -> None:
-        status_task = asyncio.create_task(self._show_status(job, ticket))
+        status_task = asyncio.create_task(show_status(self, job, ticket))
         outcome = "failed"  # for the usage record, unless the job was charged
         delivered = False
         try:
@@ -215,6 +189,9 @@ class JobRunner:
                 await self._generate(job, user_turn)
         except asyncio.CancelledError:
             outcome = "cancelled" if self.accepting else "interrupted"
+            if not self.accepting and self.durable is not None:
+                outcome = None  # handed back to the queue, reservation and all: another worker runs it
+                await self._hand_back(job)
             if not self.accepting:
                 raise  # shutting down: _interrupt records it and tells the member
             await self._finish_failed(job, "cancelled", "Cancelled.")
@@ -239,8 +216,9 @@ class JobRunner:
             delivered = True
         finally:
             status_task.cancel()
-            self.metrics.jobs_finished.labels("done" if delivered else outcome).inc()
-            self.quota.settle(job.reservation, outcome, job_id=job.id)
+            self.metrics.jobs_finished.labels("done" if delivered else outcome or "handed_back").inc()
+            if outcome is not None:
+                self.quota.settle(job.reservation, outcome, job_id=job.id)
             ticket.release()
             self.jobs.pop(job.id, None)
 
@@ -311,6 +289,13 @@ class JobRunner:
         except Exception:  # no job is left to report it: log it
             log.exception("could not start a thread on %s", message_id)
 
+    async def _hand_back(self, job: Job) -> None:
+        """A stopping worker's unfinished job goes back to the queue; the member sees it waits again."""
+        await self.store.update_job(job.id, status="queued")
+        async with job.lock:
+            job.final = True
+            await job.delivery.status("⏳ In the queue again (a worker restarted)…", job.id)
+
     async def _finish_failed(self, job: Job, status: str, text: str, *, retry: bool = False) -> None:
         try:
             await self.store.update_job(job.id, status=status, error=text)
@@ -321,53 +306,24 @@ class JobRunner:
             await job.delivery.failure(job.id, f"{job.spec.user.mention} {text}" if status != "cancelled" else text,
                                        retry=retry)
 
-    async def _show_status(self, job: Job, ticket: Ticket) -> None:
-        """Keep the status line fresh: queue position while waiting, elapsed time while running."""
-        await ticket.wait_to_post()
-        shown = None  # an unchanged line is not worth one of the channel's few edits a second
-        while True:
-            preview, job.preview = job.preview, None  # a draft is uploaded once
-            waiting_at_provider = self.providers.queue_position(job.task) if job.state == "running" else 0
-            if waiting_at_provider:  # its gateway is busy (adaptive limit, Retry-After): an honest position
-                text = f"⏳ In the queue, position {waiting_at_provider}…"
-            elif job.state == "running":
-                elapsed = time.monotonic() - job.started
-                text = f"🎨 Generating… {elapsed:.0f} s" if elapsed >= 1 else "🎨 Generating…"
-                text += progress_lines(job.words, preview is not None or job.shows_preview)
-                job.shows_preview = job.shows_preview or preview is not None
-            elif job.state == "queued":
-                text = f"⏳ In the queue, position {self.position(job) or 1}…"
-            else:
-                text = "⏳ Waiting for the previous turn in this conversation…"
-            async with job.lock:
-                if job.final:
-                    return
-                try:
-                    if text != shown or preview is not None:
-                        await job.delivery.status(text, job.id, preview)
-                        shown = text
-                finally:
-                    ticket.posted()
-            edited = time.monotonic()
-            try:  # the next refresh, or sooner when the stream brings something new ...
-                await asyncio.wait_for(job.progressed.wait(), max(self.config.status_interval, STATUS_EDIT_GAP))
-                job.progressed.clear()
-            except asyncio.TimeoutError:
-                pass
-            # ... but never more than one edit per STATUS_EDIT_GAP
-            await asyncio.sleep(max(0.0, edited + STATUS_EDIT_GAP - time.monotonic()))
-
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def recover(self) -> list[JobRecord]:
         """Reservations and jobs that processes now gone left behind (never a live process's) charge
         nothing and are marked interrupted; returns those jobs so their members can be told."""
+        if self.durable is not None:  # the queue hands their jobs to live workers instead
+            await self.durable.retry_stalled()
+            await self.store.release_stale_reservations()
+            return []
+        jobs = await self.store.mark_active_jobs("interrupted", "The bot stopped while this job ran.")
         await self.store.release_stale_reservations()
-        return await self.store.mark_active_jobs("interrupted", "The bot stopped while this job ran.")
+        return jobs
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, give running jobs `grace` seconds, then interrupt the rest and tell their members."""
         self.accepting = False
+        if self.durable is not None:  # queued jobs wait in the database; running ones finish or go back
+            await self.durable.stop_worker()
         running = [j.task for j in self.jobs.values() if j.task and j.state == "running"]
         queued = [j for j in self.jobs.values() if j.state != "running"]
         for job in queued:

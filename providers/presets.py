@@ -89,8 +89,9 @@ def provider_names(env: Mapping[str, str]) -> list[str]:
     return [n.strip().lower() for n in env.get("PROVIDERS", "").split(",") if n.strip()]
 
 
-def load_provider_configs(env: Mapping[str, str]) -> list[ProviderConfig]:
-    """Every configured provider, in PROVIDERS order; raises ConfigError listing every problem."""
+def load_provider_configs(env: Mapping[str, str], *, require_keys: bool = True) -> list[ProviderConfig]:
+    """Every configured provider, in PROVIDERS order; raises ConfigError listing every problem.
+    Without `require_keys` (a process that never calls a gateway) a missing API key is no problem."""
     names = provider_names(env)
     if not names:
         raise ConfigError("PROVIDERS is not set: list provider names, e.g. PROVIDERS=mule,google")
@@ -105,7 +106,7 @@ def load_provider_configs(env: Mapping[str, str]) -> list[ProviderConfig]:
             problems.append(f"PROVIDERS: provider {name!r} is listed twice")
             continue
         seen.add(name)
-        config = _load_one(name, env, problems)
+        config = _load_one(name, env, problems, require_keys)
         if config is not None:
             configs.append(config)
     if problems:
@@ -113,7 +114,7 @@ def load_provider_configs(env: Mapping[str, str]) -> list[ProviderConfig]:
     return configs
 
 
-def _load_one(name: str, env: Mapping[str, str], problems: list[str]) -> ProviderConfig | None:
+def _load_one(name: str, env: Mapping[str, str], problems: list[str], require_key: bool = True) -> ProviderConfig | None:
     prefix = f"PROVIDER_{name.upper()}_"
 
     def get(suffix: str) -> str | None:
@@ -169,7 +170,7 @@ def _load_one(name: str, env: Mapping[str, str], problems: list[str]) -> Provide
         hint = f" (the {preset} preset has no default host)" if preset else ""
         problems.append(f"{prefix}BASE_URL is not set{hint}: give the gateway URL including its "
                         "version segment, e.g. https://api.example.com/v1")
-    if not values["api_key"]:
+    if not values["api_key"] and require_key:
         problems.append(f"{prefix}API_KEY is not set")
     if "model" not in values and not unknown_preset:
         problems.append(f"{prefix}MODEL is not set")

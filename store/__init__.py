@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .protocol import Store
-from .records import (Conversation, CoolingDown, JobRecord, MemberBusy, QuotaCheck, QuotaExceeded, QuotaUse,
+from .records import (ACTIVE_JOB_STATUSES, Conversation, CoolingDown, JobRecord, MemberBusy, QuotaCheck, QuotaExceeded, QuotaUse,
                       StoredTurn, UsageEntry, UsageTotals)
 from .sql import SqlStore
 
-__all__ = ["Conversation", "CoolingDown", "JobRecord", "MemberBusy", "QuotaCheck", "QuotaExceeded", "QuotaUse",
+__all__ = ["ACTIVE_JOB_STATUSES", "Conversation", "CoolingDown", "JobRecord", "MemberBusy", "QuotaCheck", "QuotaExceeded", "QuotaUse",
            "Store", "StoredTurn", "UsageEntry", "UsageTotals", "open_store"]
 
 

@@ -93,7 +93,7 @@ class PostgresDriver:
         self.pool = pool
 
     @classmethod
-    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 10,
+    async def open(cls, url: str, *, min_size: int = 1, max_size: int = 20,
                    timeout: float = OPEN_TIMEOUT_S) -> PostgresDriver:
         """Connect to `url` (postgresql://user:password@host:port/db); raises ConnectionError,
         without the password, when the server does not answer within `timeout` seconds."""

@@ -105,11 +105,15 @@ class ProcessTable:
             return jobs
 
     async def release_stale_reservations(self, status: str = "interrupted") -> int:
-        """Reservations held by processes that are gone charge nothing."""
+        """Reservations held by processes that are gone charge nothing, unless their job is still
+        waiting or running (a durable queue hands it to another worker, which settles it)."""
         async with self.driver.transaction(lock="recovery") as tx:
             orphaned, params = await self._orphaned(tx)
-            return await tx.execute(f"UPDATE usage SET status = ?, images = 0, cost = 0, updated_at = ?"
-                                    f" WHERE status = 'reserved' AND {orphaned}", (status, time.time(), *params))
+            return await tx.execute(
+                f"UPDATE usage SET status = ?, images = 0, cost = 0, updated_at = ?"
+                f" WHERE status = 'reserved' AND {orphaned} AND (job_id IS NULL OR job_id NOT IN"
+                f" (SELECT id FROM jobs WHERE status IN ({_marks(ACTIVE_JOB_STATUSES)})))",
+                (status, time.time(), *params, *ACTIVE_JOB_STATUSES))
 
     async def _orphaned(self, tx: Transaction) -> tuple[str, list[str]]:
         """A WHERE clause for rows whose `owner` is no live process; forgets processes that are gone."""

@@ -51,12 +51,15 @@ class JobRecord:
     model_turn_id: int | None
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    delivery: dict[str, Any] | None = None  # where the member waits, for a process that did not take the job
+    queue_id: int | None = None  # the durable queue's job (PostgreSQL)
 
 
 def job_from_row(row: Any) -> JobRecord:
     return JobRecord(row["id"], row["kind"], row["status"], row["user_id"], row["guild_id"], row["channel_id"],
                      row["message_id"], row["conversation_id"], row["user_turn_id"], row["model_turn_id"],
-                     json.loads(row["options"]), row["error"])
+                     json.loads(row["options"]), row["error"],
+                     json.loads(row["delivery"]) if row["delivery"] else None, row["queue_id"])
 
 
 @dataclass(frozen=True)

@@ -128,8 +128,15 @@ ALTER TABLE jobs ADD COLUMN owner TEXT;
 ALTER TABLE usage ADD COLUMN owner TEXT;
 CREATE INDEX IF NOT EXISTS usage_by_user ON usage(user_id, status, created_at)"""
 
+# On PostgreSQL, jobs wait in a durable queue and may run on another process than the one that took
+# them: the job row says where its member is waiting (the interaction webhook or the channel and its
+# status message, JSON) and which queue job carries it.
+_V3 = """
+ALTER TABLE jobs ADD COLUMN delivery TEXT;
+ALTER TABLE jobs ADD COLUMN queue_id BIGINT"""
+
 # version -> statements; append new versions, never edit an applied one.
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 
 
 def statements(version: int, *, serial: str, blob: str) -> list[str]:

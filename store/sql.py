@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,7 +26,8 @@ from .processes import ProcessTable
 from .records import (ACTIVE_JOB_STATUSES, COUNTED, NOT_CHARGED, Conversation, CoolingDown, JobRecord, MemberBusy,
                       QuotaCheck, QuotaExceeded, QuotaUse, StoredTurn, UsageEntry, UsageTotals, job_from_row)
 
-JOB_FIELDS = ("status", "message_id", "channel_id", "conversation_id", "user_turn_id", "model_turn_id", "error")
+JOB_FIELDS = ("status", "message_id", "channel_id", "conversation_id", "user_turn_id", "model_turn_id", "error",
+              "owner")
 
 
 def marks(values: Sequence[Any]) -> str:
@@ -191,15 +192,30 @@ class SqlStore(ProcessTable):
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    async def create_job(self, job: JobRecord) -> None:
+    async def create_job(self, job: JobRecord, *, usage_id: int | None = None,
+                         enqueue: Callable[[Transaction], Awaitable[int]] | None = None) -> None:
+        """Store a job; with `usage_id`, the reservation becomes the job's. `enqueue` puts it in a durable
+        queue inside the same transaction (returning the queue's job id): the job, its reservation and
+        its place in the queue commit together, or none of them does."""
         now = time.time()
-        await self._run(
-            "INSERT INTO jobs (id, kind, status, user_id, guild_id, channel_id, message_id, conversation_id,"
-            " user_turn_id, model_turn_id, options, error, owner, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.id, job.kind, job.status, job.user_id, job.guild_id, job.channel_id, job.message_id,
-             job.conversation_id, job.user_turn_id, job.model_turn_id, json.dumps(job.options), job.error,
-             self.process_id, now, now))
+        async with self.driver.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO jobs (id, kind, status, user_id, guild_id, channel_id, message_id, conversation_id,"
+                " user_turn_id, model_turn_id, options, error, delivery, owner, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, job.kind, job.status, job.user_id, job.guild_id, job.channel_id, job.message_id,
+                 job.conversation_id, job.user_turn_id, job.model_turn_id, json.dumps(job.options), job.error,
+                 json.dumps(job.delivery) if job.delivery is not None else None, self.process_id, now, now))
+            if usage_id is not None:
+                await tx.execute("UPDATE usage SET job_id = ? WHERE id = ?", (job.id, usage_id))
+            if enqueue is not None:
+                queue_id = await enqueue(tx)
+                await tx.execute("UPDATE jobs SET queue_id = ? WHERE id = ?", (queue_id, job.id))
+
+    async def job_usage(self, job_id: str) -> int | None:
+        """The usage row a job holds (reserved, or already charged or released)."""
+        row = await self.driver.fetch_one("SELECT id FROM usage WHERE job_id = ? ORDER BY id", (job_id,))
+        return row["id"] if row else None
 
     async def update_job(self, job_id: str, **fields: Any) -> None:
         unknown = set(fields) - set(JOB_FIELDS)

@@ -94,11 +94,14 @@ def test_shard_ids_must_fit_the_count_and_need_a_shared_database(tmp_path):
     assert problems(tmp_path, SHARD_COUNT="0")[0].startswith("SHARD_COUNT")
 
 
-def test_gateway_and_worker_roles_are_refused_on_postgresql_with_what_works_instead(tmp_path):
+def test_gateway_and_worker_roles_run_on_postgresql_and_a_gateway_needs_no_provider_key(tmp_path):
     from bot import check_role
 
     config = settings(tmp_path, DATABASE_URL="postgresql://bot@db/bot")
-    check_role("all", config)
-    with pytest.raises(ConfigError, match=r"--role worker is not available in this version: run --role all "
-                                          r"processes, each with its SHARD_IDS"):
-        check_role("worker", config)
+    for role in ("all", "gateway", "worker"):
+        check_role(role, config)
+    env = {"DISCORD_TOKEN": "t", "PROVIDERS": "mule", "PROVIDER_MULE_PRESET": "mulerun",
+           "DATA_DIR": str(tmp_path), "DATABASE_URL": "postgresql://bot@db/bot"}
+    with pytest.raises(ConfigError, match="PROVIDER_MULE_API_KEY is not set"):
+        Config.from_env(env)
+    assert Config.from_env(env, require_provider_keys=False).providers[0].api_key == ""

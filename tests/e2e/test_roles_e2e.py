@@ -1,0 +1,185 @@
+"""Gateway and worker processes on one PostgreSQL (`python bot.py --role gateway|worker`): gateways
+hold the shards and enqueue, workers (no gateway connection) run the jobs from procrastinate's queue
+and post through Discord's REST API. Two gateways (one shard each) and two workers in every test."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from fakes.bot_helpers import MODEL, answer_with, bot_env, ephemeral_answer, last_user_text, result_of, thread_id
+from fakes.driver import Driver, Settings
+from fakes.fake_gateway import FakeGateway, make_png
+from store import open_store
+
+GATEWAY = [sys.executable, "bot.py", "--role", "gateway"]
+WORKER = [sys.executable, "bot.py", "--role", "worker"]
+
+
+class Deployment:
+    def __init__(self, d: Driver, gw: FakeGateway, tmp_path, database_url: str, **extra) -> None:
+        self.d, self.gw, self.tmp_path, self.url = d, gw, tmp_path, database_url
+        self.extra = {"SHARD_COUNT": 2, "HEARTBEAT_SECONDS": 1, "SHUTDOWN_GRACE_SECONDS": 2, **extra}
+        self.gateways: list = []
+        self.workers: list = []
+
+    def env(self, name: str, **extra) -> dict[str, str]:
+        env = bot_env(self.d, self.gw, self.tmp_path / f"data-{name}", DATABASE_URL=self.url, **{**self.extra, **extra})
+        return env
+
+    async def start(self, workers: int = 2) -> Deployment:
+        d = self.d
+        d.add_guild("north", shard=(0, 2))
+        d.add_guild("south", shard=(1, 2))
+        self.gateways.append(await d.start_bot(GATEWAY, env=self.env("g0", SHARD_IDS=0), timeout=60))
+        self.gateways.append(await d.start_another_bot(GATEWAY, env=self.env("g1", SHARD_IDS=1), timeout=60))
+        for _ in range(workers):
+            await self.start_worker()
+        return self
+
+    async def start_worker(self):
+        env = self.env(f"w{len(self.workers)}")
+        worker = await self.d.start_another_bot(WORKER, env=env, wait=False)
+        await _wait_for(lambda: _ready(worker), 60)  # its log is no event of the fake's: poll it
+        self.workers.append(worker)
+        return worker
+
+    async def store(self):
+        return await open_store(self.tmp_path / "unused.sqlite3", self.url)
+
+
+def _ready(process) -> bool:
+    if not process.running:
+        raise RuntimeError(f"worker exited with {process.returncode}; its log:\n{process.output()[-4000:]}")
+    return "worker ready" in process.output()
+
+
+def held_answer(gw: FakeGateway, color) -> tuple[bytes, asyncio.Event]:
+    gw.image = make_png((32, 32), color=color)
+    reply = gw.chat_answer(MODEL, stream=False)
+    reply.hold = asyncio.Event()
+    gw.enqueue(reply)
+    return gw.image, reply.hold
+
+
+def worker_of(deployment: Deployment, job_id: str):
+    """The worker process whose log says it ran `job_id`."""
+    found = [w for w in deployment.workers if f"job_id='{job_id}'" in w.output()]
+    return found[0] if len(found) == 1 else None
+
+
+async def test_two_gateways_and_two_workers_serve_imagine_in_guilds_of_both_shards(tmp_path, pg_database):
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        dep = await Deployment(d, gw, tmp_path, pg_database).start()
+        images = {}
+        for channel, color in (("north/general", (200, 0, 0)), ("south/general", (0, 0, 200))):
+            images[channel] = answer_with(gw, color)
+            h = await d.slash("imagine", {"prompt": f"a map of {channel}"}, channel=channel)
+            result = await h.response(where=result_of, timeout=30)
+            assert result.attachments[0].data == images[channel]
+        # The gateways never called the provider; the workers did, through REST only.
+        for process in dep.gateways:
+            assert "answered 1 image" not in process.output()
+        answered = [w for w in dep.workers if "answered 1 image" in w.output()]
+        assert answered, "no worker ran a job"
+        # Two gateway connections in all: the workers never IDENTIFY.
+        assert sorted(r.shard for r in d.fake.gateway.identify_log) == [(0, 2), (1, 2)]
+        store = await dep.store()
+        try:
+            roles = sorted(p["role"] for p in await store.processes())
+            done = await store.jobs_with_status("done")
+        finally:
+            await store.close()
+        assert roles == ["gateway", "gateway", "worker", "worker"]
+        assert len(done) == 2 and all(j.message_id for j in done)
+
+
+async def test_a_threads_five_quick_messages_are_answered_in_order_while_another_thread_runs_on_the_other_worker(
+        tmp_path, pg_database):
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        dep = await Deployment(d, gw, tmp_path, pg_database, USER_MAX_JOBS=10).start()
+        threads = []
+        for channel in ("north/general", "north/general"):
+            answer_with(gw, (9, 9, 9))
+            h = await d.slash("imagine", {"prompt": f"start in {channel}"}, channel=channel)
+            msg = await h.response(where=result_of, timeout=30)
+            threads.append(await d.wait_for_thread(lambda t, m=msg: int(t["id"]) == m.id, timeout=30))
+        busy, quick = threads
+        # The other thread's turn is held at the provider: a worker is busy with it all along.
+        _image, release = held_answer(gw, (1, 2, 3))
+        mark = d.mark()
+        await d.say(thread_id(busy), "keep this one running")
+        await d.wait(lambda: len(gw.requests) == 3, 30, "the long turn at the provider")
+        colors = [(40 * i, 200 - 30 * i, 7) for i in range(5)]
+        expected = [answer_with(gw, c) for c in colors]
+        for i in range(5):
+            await d.say(thread_id(quick), f"step {i}")
+        results = await d.wait_for_messages(thread_id(quick), 5, result_of, after=mark, timeout=60)
+        assert [m.attachments[0].data for m in results] == expected
+        # Each turn saw the previous one's answer: they ran one at a time, in order.
+        prompts = [r for r in gw.requests[3:] if "step" in str(r.json)]
+        assert [next(f"step {i}" for i in range(5) if f"step {i}" in str(r.json["messages"][-1])) for r in prompts] \
+            == [f"step {i}" for i in range(5)]
+        release.set()
+        await d.wait_for_message(thread_id(busy), result_of, after=mark, timeout=30)
+
+
+async def test_a_button_on_a_result_made_by_the_other_process_works(tmp_path, pg_database):
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        await Deployment(d, gw, tmp_path, pg_database).start()
+        answer_with(gw, (5, 50, 5))
+        h = await d.slash("imagine", {"prompt": "a green door"}, channel="south/general")
+        first = await h.response(where=result_of, timeout=30)
+        thread = await d.wait_for_thread(lambda t: int(t["id"]) == first.id, timeout=30)
+        again = answer_with(gw, (50, 5, 5))
+        mark = d.mark()
+        # Made by a worker, pressed in a gateway that never saw the job: the job comes from the database.
+        press = await d.click(first, label="Reroll")
+        assert "Working on it in" in (await press.response()).content
+        rerolled = await d.wait_for_message(thread_id(thread), result_of, after=mark, timeout=30)
+        assert rerolled.attachments[0].data == again
+        assert last_user_text(gw.requests[-1]).startswith("a green door")
+
+
+async def test_a_worker_killed_mid_job_its_job_finishes_on_the_other_worker_once_and_is_charged_once(
+        tmp_path, pg_database):
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        dep = await Deployment(d, gw, tmp_path, pg_database).start()
+        held_answer(gw, (200, 0, 0))  # never released: its worker dies with it
+        again = answer_with(gw, (0, 200, 0))
+        h = await d.slash("imagine", {"prompt": "a doomed comet"}, channel="north/general")
+        await d.wait(lambda: len(gw.requests) == 1, 30, "the job at the provider")
+        store = await dep.store()
+        try:
+            (job,) = await store.jobs_with_status("running")
+            victim = await _wait_for(lambda: worker_of(dep, job.id))
+            victim.proc.send_signal(signal.SIGKILL)
+            result = await h.response(where=result_of, timeout=60)
+            assert result.attachments[0].data == again
+            await asyncio.sleep(1.5)  # time for a duplicate, if there were one
+            results = [m for m in d.messages("north/general") if result_of(m)]
+            assert len(results) == 1
+            done = await store.job(job.id)
+            usage = await store.usage_totals(d.world.names["guild:north"], 0)
+        finally:
+            await store.close()
+        survivor = next(w for w in dep.workers if w is not victim)
+        assert f"job {job.id}: mule" in survivor.output()
+        assert done.status == "done" and done.message_id == result.id
+        assert (usage.images, usage.jobs) == (1, 1)
+        assert len(gw.requests) == 2
+
+
+async def _wait_for(check, timeout: float = 30):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        found = check()
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise TimeoutError("condition")
