@@ -7,8 +7,8 @@ job runner's `run_stored`). procrastinate's `lock`, keyed by conversation, runs 
 turns one at a time, in the order they were deferred, across every worker; different conversations
 run side by side. Workers heartbeat; a job whose worker stopped beating (SIGKILL, a lost machine)
 goes back to the queue at the next `retry_stalled` of any live process, and another worker runs it.
-A worker stopping on SIGTERM lets its jobs finish for SHUTDOWN_GRACE_SECONDS, then hands the rest
-back (`HandBack`, retried at once by procrastinate's retry strategy).
+A worker stopping on SIGTERM lets its jobs finish for SHUTDOWN_GRACE_SECONDS (at most two heartbeats),
+then hands the rest back (`HandBack`, retried at once by procrastinate's retry strategy).
 """
 from __future__ import annotations
 
@@ -46,7 +46,10 @@ class DurableQueue:
     def __init__(self, pool: Any, run: Callable[[str, int], Awaitable[None]], *, concurrency: int,
                  heartbeat: float, lapse: float, grace: float) -> None:
         self.pool, self._run = pool, run
-        self.concurrency, self.heartbeat, self.lapse, self.grace = concurrency, heartbeat, lapse, grace
+        self.concurrency, self.heartbeat, self.lapse = concurrency, heartbeat, lapse
+        # procrastinate stops heartbeating before it waits for the running jobs: past the lapse, another
+        # worker would take them while they still run. The grace ends a heartbeat before that.
+        self.grace = max(0.0, min(grace, lapse - heartbeat))
         self.app = App(connector=PsycopgConnector())
         self.task = self.app.task(name=TASK, pass_context=True,
                                   retry=RetryStrategy(max_attempts=MAX_STARTS, retry_exceptions={HandBack}))(
@@ -83,6 +86,7 @@ class DurableQueue:
         self._worker = asyncio.create_task(self.app.run_worker_async(
             name=name, concurrency=self.concurrency, install_signal_handlers=False, delete_jobs="successful",
             shutdown_graceful_timeout=self.grace, update_heartbeat_interval=self.heartbeat,
+            fetch_job_polling_interval=min(self.heartbeat, 5.0),  # a retried job wakes no LISTEN: poll
             stalled_worker_timeout=self.lapse), name="procrastinate worker")
 
     async def stop_worker(self) -> None:
