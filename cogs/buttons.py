@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from store import ACTIVE_JOB_STATUSES
+
 from .access import denial, is_admin
 from .actions import GONE, start_from_stored_job
 from .views import ActionButton, CancelButton, result_view
@@ -137,12 +139,14 @@ class Buttons(commands.Cog):
     async def cancel(self, interaction: discord.Interaction, job_id: str) -> None:
         bot = self.bot
         job = bot.jobs.jobs.get(job_id)
-        if job is None:
+        # On PostgreSQL the job may wait in the queue or run on another process: the database knows it.
+        record = await bot.store.job(job_id) if job is None else None
+        if job is None and (record is None or record.status not in ACTIVE_JOB_STATUSES):
             await interaction.response.send_message("This job has already finished.", ephemeral=True)
             return
-        if job.spec.user.id != interaction.user.id and not is_admin(bot, interaction.user):
-            await interaction.response.send_message(f"Only {job.spec.user.mention} can cancel this job.",
-                                                    ephemeral=True)
+        owner = job.spec.user.id if job is not None else record.user_id
+        if owner != interaction.user.id and not is_admin(bot, interaction.user):
+            await interaction.response.send_message(f"Only <@{owner}> can cancel this job.", ephemeral=True)
             return
         await interaction.response.defer()
         await bot.jobs.cancel(job_id)

@@ -183,3 +183,84 @@ async def _wait_for(check, timeout: float = 30):
             return found
         await asyncio.sleep(0.05)
     raise TimeoutError("condition")
+
+
+async def test_a_worker_stopped_with_sigterm_hands_its_job_back_and_the_other_worker_finishes_it(
+        tmp_path, pg_database):
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        dep = await Deployment(d, gw, tmp_path, pg_database, SHUTDOWN_GRACE_SECONDS=1).start()
+        held_answer(gw, (200, 0, 0))  # outlasts the grace
+        again = answer_with(gw, (0, 0, 200))
+        h = await d.slash("imagine", {"prompt": "a patient heron"}, channel="south/general")
+        await d.wait(lambda: len(gw.requests) == 1, 30, "the job at the provider")
+        store = await dep.store()
+        try:
+            (job,) = await store.jobs_with_status("running")
+            victim = await _wait_for(lambda: worker_of(dep, job.id))
+            assert await victim.stop(timeout=30) == 0  # SIGTERM: a clean exit
+            result = await h.response(where=result_of, timeout=30)
+            usage = await store.usage_totals(d.world.names["guild:south"], 0)
+        finally:
+            await store.close()
+        assert result.attachments[0].data == again
+        assert "handed back" in victim.output()
+        assert f"job {job.id}: mule" in next(w for w in dep.workers if w is not victim).output()
+        assert (usage.images, usage.jobs) == (1, 1)
+        assert len([m for m in d.messages("south/general") if result_of(m)]) == 1
+
+
+async def test_a_gateway_restarted_never_touches_a_job_in_the_queue_or_on_a_worker(tmp_path, pg_database):
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        dep = await Deployment(d, gw, tmp_path, pg_database).start()
+        image, release = held_answer(gw, (0, 90, 90))
+        slow = await d.slash("imagine", {"prompt": "a slow lighthouse"}, channel="north/general")
+        await d.wait(lambda: len(gw.requests) == 1, 30, "the job at the provider")
+        await d.restart_bot(kill=True, timeout=60)  # north's gateway, which took the job: SIGKILL, start again
+        await asyncio.sleep(3)  # a few heartbeats of the new process (HEARTBEAT_SECONDS=1)
+        answer_with(gw, (1, 1, 1))
+        quick = await d.slash("imagine", {"prompt": "a quick fox"}, channel="north/general")
+        await quick.response(where=result_of, timeout=30)
+        release.set()
+        result = await slow.response(where=result_of, timeout=30)
+        assert result.attachments[0].data == image
+        assert not [m for m in d.messages("north/general") if "restart" in (m.content or "")]
+        assert len(gw.requests) == 2  # the slow job ran once
+
+
+async def test_a_members_jobs_at_once_and_daily_quota_hold_across_gateways_and_workers(tmp_path, pg_database):
+    """Reserved by one gateway, charged by a worker, checked by the other gateway."""
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        await Deployment(d, gw, tmp_path, pg_database, USER_MAX_JOBS=1, USER_DAILY_IMAGES=1).start()
+        _image, release = held_answer(gw, (10, 200, 10))
+        running = await d.slash("imagine", {"prompt": "one at a time"}, channel="north/general")
+        await d.wait(lambda: len(gw.requests) == 1, 30, "the north job at the provider")
+        busy = await d.slash("imagine", {"prompt": "a second one"}, channel="south/general")
+        assert "1 images in progress" in (await ephemeral_answer(busy)).content
+        release.set()
+        await running.response(where=result_of, timeout=30)
+        spent = await d.slash("imagine", {"prompt": "one more today"}, channel="north/general")
+        assert "used all 1" in (await ephemeral_answer(spent)).content
+        assert len(gw.requests) == 1
+
+
+async def test_cancel_on_a_job_running_on_a_worker_stops_it_there(tmp_path, pg_database):
+    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
+                                           log_dir=tmp_path) as d:
+        dep = await Deployment(d, gw, tmp_path, pg_database).start()
+        held_answer(gw, (5, 5, 5))
+        h = await d.slash("imagine", {"prompt": "never mind"}, channel="south/general")
+        await d.wait(lambda: len(gw.requests) == 1, 30, "the job at the provider")
+        status = await h.response(where=lambda m: "Generating" in (m.content or ""), timeout=30)
+        await d.click(status, label="Cancel")
+        cancelled = await h.response(where=lambda m: m.content == "Cancelled.", timeout=30)
+        assert not result_of(cancelled)
+        store = await dep.store()
+        try:
+            (job,) = await store.jobs_with_status("cancelled")
+            usage = await store.usage_totals(d.world.names["guild:south"], 0)
+        finally:
+            await store.close()
+        assert (usage.images, usage.not_charged) == (0, 1)
