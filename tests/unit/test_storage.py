@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from providers.models import ImageData
-from store import JobRecord, open_store
+from store import JobRecord, UsageEntry, open_store
 from fakes.images import jpeg, png
 
 
@@ -129,3 +129,28 @@ async def test_deleting_a_turn_moves_its_children_and_the_head_to_its_parent(sto
     other = await storage.create_conversation(owner_id=1, guild_id=None)
     await storage.delete_turns(other.id, [first])  # another conversation's turn is left alone
     assert await storage.turn(first) is not None
+
+
+async def test_a_job_its_reservation_and_its_queue_entry_commit_together(storage):
+    """`create_job(..., enqueue=...)`: the job row, the reservation becoming the job's, and the queue
+    entry (its id stored on the job) land in one transaction; an enqueue that fails leaves none."""
+    conv = await storage.create_conversation(owner_id=1, guild_id=None)
+    usage_id = await storage.reserve_usage(UsageEntry(0, 1, "imagine", "mule", "m", None, 1, 0.04))
+    record = JobRecord("q1", "imagine", "queued", 1, None, 5, None, conv.id, None, None, {"prompt": "cat"},
+                       delivery={"channel": {"id": 5}})
+
+    async def refused(tx):
+        raise RuntimeError("the queue refused it")
+    with pytest.raises(RuntimeError):
+        await storage.create_job(record, usage_id=usage_id, enqueue=refused)
+    assert await storage.job("q1") is None and await storage.job_usage("q1") is None
+
+    async def queued(tx):
+        await tx.execute("UPDATE usage SET kind = kind WHERE id = ?", (usage_id,))  # runs inside the transaction
+        return 77
+    await storage.create_job(record, usage_id=usage_id, enqueue=queued)
+    job = await storage.job("q1")
+    assert (job.queue_id, job.delivery, await storage.job_usage("q1")) == (77, {"channel": {"id": 5}}, usage_id)
+    # A gone process's reservation is not released while its job still waits in the queue.
+    await storage.release_stale_reservations()
+    assert (await storage.quota_use(0, 1, 0)).images == 1
