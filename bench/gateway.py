@@ -14,6 +14,7 @@ answer (and parsing the request). The bot's overhead is what remains of its end-
 
 Extra admin routes (besides the FakeGateway's /_fake/...):
   POST /_bench/config {"latency": s, "image_path": file}   change latency / answer image
+                       {"hold_next": s}                    ... and hold the next answer s more
   GET  /_bench/timings                                     the records above, oldest first
   POST /_bench/reset                                       forget the records
 """
@@ -35,6 +36,13 @@ class TimedGateway(FakeGateway):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.timings: list[dict[str, Any]] = []
+        self.hold_next = 0.0  # extra seconds for the next model request only (then back to `latency`)
+
+    def default_answer(self, rec):
+        reply = super().default_answer(rec)
+        if self.hold_next:
+            reply.delay, self.hold_next = reply.delay + self.hold_next, 0.0
+        return reply
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -74,6 +82,7 @@ class TimedGateway(FakeGateway):
             self.thoughts = bool(data.get("thoughts"))
             self.thought_images = 2 if self.thoughts else 1
             self.stream_delay = float(data.get("stream_delay") or 0.0)
+            self.hold_next = float(data.get("hold_next") or 0.0)
             return web.json_response({"latency": self.latency, "image_bytes": len(self.image)})
         if action == "timings":
             return web.json_response(self.timings)

@@ -61,14 +61,15 @@ class GatewayProcess:
         self._log.close()
 
     async def configure(self, *, latency: float, image: Path, thoughts: bool = False, stream_delay: float = 0.0,
-                        rate_limit: tuple[int, float] | None = None) -> int:
+                        rate_limit: tuple[int, float] | None = None, hold_next: float = 0.0) -> int:
         """Set the answer for the next scenario (Gemini answers with `thoughts`: two drafts before the
-        image, `stream_delay` s between SSE events, as Nano Banana Pro streams)."""
+        image, `stream_delay` s between SSE events, as Nano Banana Pro streams; `hold_next`: the next
+        model request alone waits that much longer)."""
         async with self._session.post(f"{self.url}/_bench/reset") as resp:
             resp.raise_for_status()
         async with self._session.post(f"{self.url}/_bench/config", json={
                 "latency": latency, "image_path": str(image), "thoughts": thoughts, "stream_delay": stream_delay,
-                "rate_limit": rate_limit}) as resp:
+                "rate_limit": rate_limit, "hold_next": hold_next}) as resp:
             resp.raise_for_status()
             return (await resp.json())["image_bytes"]
 

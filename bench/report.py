@@ -18,6 +18,11 @@ TARGETS = {
     "rss_per_4k_image_ratio": 4,
     "turn_overhead_growth": 1.10,
     "concurrent10_wall_ratio": 1.15,
+    # --scale (issue 11): the same targets on PostgreSQL, and not one job lost or delivered twice.
+    "pg_ack_p99_ms": 150,
+    "pg_overhead_median_ms": 100,
+    "scale_lost": 0,
+    "scale_duplicates": 0,
 }
 # key: floor; these targets are "at least" (issue 13: none fail for rate limits).
 MINIMA = {"ratelimited_success_ratio": 1.0}
@@ -52,6 +57,20 @@ ROWS = [  # (key, label, format)
     ("ratelimited_success_ratio", "9. rate-limited gateway, 3x its allowance at once: share delivered", "{:.3f}"),
     ("ratelimited_seconds", "9.   time for all of them", "{:.1f} s"),
     ("ratelimited_time_ratio", "9.   that time / the least the gateway's rate allows", "{:.2f}"),
+    ("sqlite_overhead_median_ms", "scale: bot overhead, median, one SQLite process", "{:.1f} ms"),
+    ("pg_overhead_median_ms", "scale: bot overhead, median, 2 gateways + 2 workers on PostgreSQL", "{:.1f} ms"),
+    ("sqlite_to_provider_median_ms", "scale:   of which sent -> request at the gateway, SQLite", "{:.1f} ms"),
+    ("pg_to_provider_median_ms", "scale:   of which sent -> request at the gateway, PostgreSQL", "{:.1f} ms"),
+    ("sqlite_from_provider_median_ms", "scale:   of which answer written -> result stored, SQLite", "{:.1f} ms"),
+    ("pg_from_provider_median_ms", "scale:   of which answer written -> result stored, PostgreSQL", "{:.1f} ms"),
+    ("sqlite_ack_p99_ms", "scale: acknowledgement p99 (a burst over 2 guilds), SQLite", "{:.1f} ms"),
+    ("pg_ack_p99_ms", "scale: acknowledgement p99, PostgreSQL (2 shards, one per gateway)", "{:.1f} ms"),
+    ("sqlite_ack_p50_ms", "scale:   acknowledgement p50, SQLite", "{:.1f} ms"),
+    ("pg_ack_p50_ms", "scale:   acknowledgement p50, PostgreSQL", "{:.1f} ms"),
+    ("worker_failover_s", "scale: worker SIGKILLed mid-job -> its result posted by the other (heartbeat 1 s)", "{:.2f} s"),
+    ("scale_lost", "scale: PostgreSQL /imagine without a result", "{:d}"),
+    ("scale_duplicates", "scale: PostgreSQL results delivered more than once", "{:d}"),
+    ("scale_calls", "scale:   PostgreSQL /imagine in all", "{:d}"),
 ]
 
 

@@ -81,12 +81,15 @@ def gateway_seconds(timing: dict[str, Any]) -> float:
 
 
 async def _imagine_once(run, gateway: GatewayProcess, prompt: str, *, user: int | None = None,
-                        timeout: float = 60, **options: Any) -> tuple[float, float]:
+                        timeout: float = 60, channel: str = "general", sent: list | None = None,
+                        **options: Any) -> tuple[float, float]:
     """One /imagine, alone: (end-to-end seconds, gateway seconds). Waits for its thread too, so the
-    next call starts on a quiet bot."""
+    next call starts on a quiet bot. `sent`: the interaction is appended to it (for later counts)."""
     d = run.driver
     before = len(await gateway.timings())
-    h = await d.slash("imagine", {"prompt": prompt, **options}, user=user or d.alice)
+    h = await d.slash("imagine", {"prompt": prompt, **options}, user=user or d.alice, channel=channel)
+    if sent is not None:
+        sent.append(h)
     [done] = await wait_results(run, [h], timeout)
     msg_id = h.record.original_id
     await d.wait_for_thread(lambda t: int(t["id"]) == msg_id, timeout=timeout)
