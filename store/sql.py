@@ -239,10 +239,8 @@ class SqlStore(ProcessTable):
                             max_active: int | None = None, cooldown: float = 0.0) -> int:
         """Insert a reservation if the member has fewer than `max_active` reserved (jobs at once),
         reserved nothing in the last `cooldown` seconds, and every check still has room for it, all
-        in one transaction under the member's lock (and the server's quota lock when a check counts the
-        whole server's use), whichever process asks; raises MemberBusy, CoolingDown or QuotaExceeded
-        (naming the first full check). Members of a server without server-wide limits never wait for
-        each other."""
+        in one transaction under the member's lock (and the server's, only when a check counts the whole
+        server), whichever process asks; raises MemberBusy, CoolingDown or QuotaExceeded."""
         locks = [f"member:{entry.user_id}"]
         if any(check.user_id is None for check in checks):
             locks.append(f"quota:{entry.guild_id}")
