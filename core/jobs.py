@@ -137,10 +137,8 @@ class JobRunner:
                                   or (record.status == "done" and record.message_id is None)):
             return
         spec = await spec_from_record(self.store, record)
-        usage_id = await self.store.job_usage(job_id)
         job = Job(id=job_id, spec=spec, delivery=self.delivery_for(record), task=asyncio.current_task(),
-                  reservation=Reservation(usage_id, record.user_id, record.guild_id or 0, "", "", 0, 0.0)
-                  if usage_id is not None else None)
+                  reservation=await self._stored_reservation(record))
         if spec is None or starts >= MAX_STARTS:
             why = ("That conversation was deleted." if spec is None else
                    "This job was stopped several times (its workers stopped); press Reroll to try again.")
@@ -149,6 +147,12 @@ class JobRunner:
             return
         self.jobs[job_id] = job
         await self._run(job, record.user_turn_id, self.queue.place(None))
+
+    async def _stored_reservation(self, record: JobRecord) -> Reservation | None:
+        """The reservation a queued job holds, for the process that settles it (only its usage row
+        and member matter then)."""
+        usage_id = await self.store.job_usage(record.id)
+        return None if usage_id is None else Reservation(usage_id, record.user_id, record.guild_id or 0, "", "", 0, 0.0)
 
     async def cancel(self, job_id: str) -> bool:
         job = self.jobs.get(job_id)
@@ -160,9 +164,7 @@ class JobRunner:
             return False
         if await self.durable.cancel(record.queue_id):  # it had not started: nobody else will say so
             await self.store.update_job(job_id, status="cancelled", error="Cancelled.")
-            usage_id = await self.store.job_usage(job_id)
-            if usage_id is not None:
-                await self.store.release_usage(usage_id, "cancelled", job_id=job_id)
+            self.quota.settle(await self._stored_reservation(record), "cancelled", job_id=job_id)
             await self.delivery_for(record).failure(job_id, "Cancelled.", retry=False)
         return True  # a running one: its worker stops it and says so
 

@@ -7,9 +7,10 @@ import asyncio
 import signal
 import sys
 
-from fakes.bot_helpers import MODEL, answer_with, bot_env, ephemeral_answer, last_user_text, result_of, thread_id
+from fakes.bot_helpers import (answer_with, bot_env, ephemeral_answer, held_answer, last_user_text,
+                               one_job_at_a_time_across_shards, result_of, thread_id)
 from fakes.driver import Driver, Settings
-from fakes.fake_gateway import FakeGateway, make_png
+from fakes.fake_gateway import FakeGateway
 from store import open_store
 
 GATEWAY = [sys.executable, "bot.py", "--role", "gateway"]
@@ -24,8 +25,7 @@ class Deployment:
         self.workers: list = []
 
     def env(self, name: str, **extra) -> dict[str, str]:
-        env = bot_env(self.d, self.gw, self.tmp_path / f"data-{name}", DATABASE_URL=self.url, **{**self.extra, **extra})
-        return env
+        return bot_env(self.d, self.gw, self.tmp_path / f"data-{name}", DATABASE_URL=self.url, **{**self.extra, **extra})
 
     async def start(self, workers: int = 2) -> Deployment:
         d = self.d
@@ -52,14 +52,6 @@ def _ready(process) -> bool:
     if not process.running:
         raise RuntimeError(f"worker exited with {process.returncode}; its log:\n{process.output()[-4000:]}")
     return "worker ready" in process.output()
-
-
-def held_answer(gw: FakeGateway, color) -> tuple[bytes, asyncio.Event]:
-    gw.image = make_png((32, 32), color=color)
-    reply = gw.chat_answer(MODEL, stream=False)
-    reply.hold = asyncio.Event()
-    gw.enqueue(reply)
-    return gw.image, reply.hold
 
 
 def worker_of(deployment: Deployment, job_id: str):
@@ -99,7 +91,7 @@ async def test_a_threads_five_quick_messages_are_answered_in_order_while_another
         tmp_path, pg_database):
     async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
                                            log_dir=tmp_path) as d:
-        dep = await Deployment(d, gw, tmp_path, pg_database, USER_MAX_JOBS=10).start()
+        await Deployment(d, gw, tmp_path, pg_database, USER_MAX_JOBS=10).start()
         threads = []
         for channel in ("north/general", "north/general"):
             answer_with(gw, (9, 9, 9))
@@ -144,19 +136,30 @@ async def test_a_button_on_a_result_made_by_the_other_process_works(tmp_path, pg
         assert last_user_text(gw.requests[-1]).startswith("a green door")
 
 
+async def job_on_a_worker(dep: Deployment, prompt: str, channel: str):
+    """An /imagine whose first answer never comes (the next one comes at once): returns the
+    interaction, the running job, the worker running it, and the image the retry gets."""
+    d, gw = dep.d, dep.gw
+    held_answer(gw, (200, 0, 0))
+    again = answer_with(gw, (0, 200, 0))
+    h = await d.slash("imagine", {"prompt": prompt}, channel=channel)
+    await d.wait(lambda: len(gw.requests) == 1, 30, "the job at the provider")
+    store = await dep.store()
+    try:
+        (job,) = await store.jobs_with_status("running")
+    finally:
+        await store.close()
+    return h, job, await _wait_for(lambda: worker_of(dep, job.id)), again
+
+
 async def test_a_worker_killed_mid_job_its_job_finishes_on_the_other_worker_once_and_is_charged_once(
         tmp_path, pg_database):
     async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
                                            log_dir=tmp_path) as d:
         dep = await Deployment(d, gw, tmp_path, pg_database).start()
-        held_answer(gw, (200, 0, 0))  # never released: its worker dies with it
-        again = answer_with(gw, (0, 200, 0))
-        h = await d.slash("imagine", {"prompt": "a doomed comet"}, channel="north/general")
-        await d.wait(lambda: len(gw.requests) == 1, 30, "the job at the provider")
+        h, job, victim, again = await job_on_a_worker(dep, "a doomed comet", "north/general")
         store = await dep.store()
         try:
-            (job,) = await store.jobs_with_status("running")
-            victim = await _wait_for(lambda: worker_of(dep, job.id))
             victim.proc.send_signal(signal.SIGKILL)
             result = await h.response(where=result_of, timeout=60)
             assert result.attachments[0].data == again
@@ -190,14 +193,9 @@ async def test_a_worker_stopped_with_sigterm_hands_its_job_back_and_the_other_wo
     async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
                                            log_dir=tmp_path) as d:
         dep = await Deployment(d, gw, tmp_path, pg_database, SHUTDOWN_GRACE_SECONDS=1).start()
-        held_answer(gw, (200, 0, 0))  # outlasts the grace
-        again = answer_with(gw, (0, 0, 200))
-        h = await d.slash("imagine", {"prompt": "a patient heron"}, channel="south/general")
-        await d.wait(lambda: len(gw.requests) == 1, 30, "the job at the provider")
+        h, job, victim, again = await job_on_a_worker(dep, "a patient heron", "south/general")  # outlasts the grace
         store = await dep.store()
         try:
-            (job,) = await store.jobs_with_status("running")
-            victim = await _wait_for(lambda: worker_of(dep, job.id))
             assert await victim.stop(timeout=30) == 0  # SIGTERM: a clean exit
             result = await h.response(where=result_of, timeout=30)
             usage = await store.usage_totals(d.world.names["guild:south"], 0)
@@ -213,7 +211,7 @@ async def test_a_worker_stopped_with_sigterm_hands_its_job_back_and_the_other_wo
 async def test_a_gateway_restarted_never_touches_a_job_in_the_queue_or_on_a_worker(tmp_path, pg_database):
     async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
                                            log_dir=tmp_path) as d:
-        dep = await Deployment(d, gw, tmp_path, pg_database).start()
+        await Deployment(d, gw, tmp_path, pg_database).start()
         image, release = held_answer(gw, (0, 90, 90))
         slow = await d.slash("imagine", {"prompt": "a slow lighthouse"}, channel="north/general")
         await d.wait(lambda: len(gw.requests) == 1, 30, "the job at the provider")
@@ -234,13 +232,7 @@ async def test_a_members_jobs_at_once_and_daily_quota_hold_across_gateways_and_w
     async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
                                            log_dir=tmp_path) as d:
         await Deployment(d, gw, tmp_path, pg_database, USER_MAX_JOBS=1, USER_DAILY_IMAGES=1).start()
-        _image, release = held_answer(gw, (10, 200, 10))
-        running = await d.slash("imagine", {"prompt": "one at a time"}, channel="north/general")
-        await d.wait(lambda: len(gw.requests) == 1, 30, "the north job at the provider")
-        busy = await d.slash("imagine", {"prompt": "a second one"}, channel="south/general")
-        assert "1 images in progress" in (await ephemeral_answer(busy)).content
-        release.set()
-        await running.response(where=result_of, timeout=30)
+        await one_job_at_a_time_across_shards(d, gw)
         spent = await d.slash("imagine", {"prompt": "one more today"}, channel="north/general")
         assert "used all 1" in (await ephemeral_answer(spent)).content
         assert len(gw.requests) == 1

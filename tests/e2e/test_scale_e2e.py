@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from fakes.bot_helpers import MODEL, bot_env, ephemeral_answer, result_of
+from fakes.bot_helpers import (MODEL, bot_env, ephemeral_answer, held_answer, one_job_at_a_time_across_shards,
+                               result_of)
 from fakes.driver import Driver, Settings
 from fakes.fake_gateway import FakeGateway, make_png
 from store import open_store
@@ -26,15 +27,6 @@ async def start_two_shards(d: Driver, gw: FakeGateway, tmp_path, database_url: s
     first = await d.start_bot(BOT, env=shard_env(d, gw, tmp_path, database_url, 0, **extra), timeout=60)
     second = await d.start_another_bot(BOT, env=shard_env(d, gw, tmp_path, database_url, 1, **extra), timeout=60)
     return first, second
-
-
-def held_answer(gw: FakeGateway, color) -> tuple[bytes, asyncio.Event]:
-    """The next generation's answer, sent only when the returned event is set."""
-    gw.image = make_png((32, 32), color=color)
-    reply = gw.chat_answer(MODEL, stream=False)
-    reply.hold = asyncio.Event()
-    gw.enqueue(reply)
-    return gw.image, reply.hold
 
 
 def rejected_identifies(d: Driver) -> list:
@@ -118,13 +110,7 @@ async def test_a_members_jobs_at_once_and_cooldown_hold_across_processes(tmp_pat
     async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
                                            log_dir=tmp_path) as d:
         await start_two_shards(d, gw, tmp_path, pg_database, USER_MAX_JOBS=1, USER_COOLDOWN_SECONDS=60)
-        _image, release = held_answer(gw, (10, 200, 10))
-        running = await d.slash("imagine", {"prompt": "one at a time"}, channel="north/general")
-        await d.wait(lambda: len(gw.requests) == 1, 30, "the north job at the provider")
-        busy = await d.slash("imagine", {"prompt": "a second one"}, channel="south/general")
-        assert "1 images in progress" in (await ephemeral_answer(busy)).content
-        release.set()
-        await running.response(where=result_of, timeout=30)
+        await one_job_at_a_time_across_shards(d, gw)
 
         cooling = await d.slash("imagine", {"prompt": "right after"}, channel="south/general")
         assert "Slow down" in (await ephemeral_answer(cooling)).content

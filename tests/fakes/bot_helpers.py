@@ -2,6 +2,7 @@
 gateway, and small readers of the fake Discord's messages and the fake gateway's requests."""
 from __future__ import annotations
 
+import asyncio
 import base64
 
 from .driver import Driver
@@ -77,3 +78,24 @@ async def start_in_thread(d: Driver, prompt: str):
 
 def thread_id(thread) -> int:
     return int(thread["id"])
+
+
+def held_answer(gw: FakeGateway, color) -> tuple[bytes, asyncio.Event]:
+    """The next generation's answer, sent only when the returned event is set (a job kept running)."""
+    gw.image = make_png((32, 32), color=color)
+    reply = gw.chat_answer(MODEL, stream=False)
+    reply.hold = asyncio.Event()
+    gw.enqueue(reply)
+    return gw.image, reply.hold
+
+
+async def one_job_at_a_time_across_shards(d: Driver, gw: FakeGateway):
+    """With USER_MAX_JOBS=1: alice's job held in north keeps her second one, in south (the other
+    process), out; returns her first result once released."""
+    _image, release = held_answer(gw, (10, 200, 10))
+    running = await d.slash("imagine", {"prompt": "one at a time"}, channel="north/general")
+    await d.wait(lambda: len(gw.requests) == 1, 30, "the north job at the provider")
+    busy = await d.slash("imagine", {"prompt": "a second one"}, channel="south/general")
+    assert "1 images in progress" in (await ephemeral_answer(busy)).content
+    release.set()
+    return await running.response(where=result_of, timeout=30)
