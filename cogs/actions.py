@@ -13,7 +13,7 @@ from core.quota import LimitError
 
 from .access import denial
 from .delivery import DiscordDelivery
-from .replies import ChannelReply, InteractionReply
+from .replies import ChannelReply, InteractionReply, refuse
 
 if TYPE_CHECKING:
     from bot import ImageBot
@@ -95,18 +95,22 @@ def _cannot_upscale(bot: ImageBot, provider: str | None, delivered: str | None) 
 async def _submit(bot: ImageBot, interaction: discord.Interaction, spec: JobSpec):
     conv = spec.conversation
     thread = bot.get_channel(conv.channel_id) if conv is not None and conv.channel_id else None
+    # A click on the thread's starter message is answered inside the thread, privately pointed to.
+    elsewhere = thread is not None and thread.id != interaction.channel_id
     async with bot.jobs.place(conv.channel_id if conv is not None else None) as ticket:
+        await interaction.response.defer(thinking=True, ephemeral=elsewhere)  # before the reservation
         try:
             await bot.jobs.admit(ticket, interaction.user, interaction.guild_id, spec.kind, spec.options)
         except LimitError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            if elsewhere:
+                await interaction.edit_original_response(content=str(exc))
+            else:
+                await refuse(interaction, str(exc))
             return None
-        if thread is not None and thread.id != interaction.channel_id:
-            # The click came from the thread's starter message: answer inside the thread.
-            await interaction.response.send_message(f"Working on it in {thread.mention}.", ephemeral=True)
+        if elsewhere:
+            await interaction.edit_original_response(content=f"Working on it in {thread.mention}.")
             reply = ChannelReply(thread, mention=interaction.user.mention)
         else:
-            await interaction.response.defer(thinking=True)
             reply = InteractionReply(interaction)
         delivery = DiscordDelivery(bot, reply, interaction.user.mention, interaction.user.id)
         return await bot.jobs.submit(ticket, spec, delivery)

@@ -16,7 +16,7 @@ from .access import denial
 from .delivery import DiscordDelivery
 from .inputs import InputError, check_attachments_cheaply, check_prompt, image_attachments, read_images
 from .preferences import with_defaults
-from .replies import InteractionReply
+from .replies import InteractionReply, refuse
 from .threads import conversation_for_channel
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class Generate(commands.Cog):
 
     async def start(self, interaction: discord.Interaction, *, kind: str, prompt: str,
                     attachments: list[discord.Attachment], options: Options) -> None:
-        """Check what can be checked at once, acknowledge, read the images, then queue the job."""
+        """Check what needs no lookup, acknowledge, then reserve, read the images and queue the job."""
         bot, config = self.bot, self.bot.config
         try:
             reason = denial(bot, interaction.user, interaction.channel)
@@ -123,25 +123,21 @@ class Generate(commands.Cog):
             if not 1 <= options.count <= 4:  # Discord enforces the option's range; a forged interaction does not
                 raise InputError(f"count must be from 1 to 4, not {options.count}.")
         except InputError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await refuse(interaction, str(exc))
             return
         # /describe stands alone: it neither continues a conversation nor takes image defaults.
         in_conversation_channel = isinstance(interaction.channel, (discord.Thread, discord.DMChannel)) \
             and kind != "describe"
         async with bot.jobs.place(interaction.channel_id if in_conversation_channel else None) as ticket:
-            if kind != "describe":
-                options = await with_defaults(bot, interaction.user.id, interaction.channel, options)
-            try:
-                await bot.jobs.admit(ticket, interaction.user, interaction.guild_id, kind, options)
-            except LimitError as exc:
-                await interaction.response.send_message(str(exc), ephemeral=True)
-                return
+            # Acknowledged before any database work, so "thinking…" shows at once however busy the store.
             await interaction.response.defer(thinking=True)
             try:
+                if kind != "describe":
+                    options = await with_defaults(bot, interaction.user.id, interaction.channel, options)
+                await bot.jobs.admit(ticket, interaction.user, interaction.guild_id, kind, options)
                 images = await read_images(bot.cpu, attachments, config)
-            except InputError as exc:
-                await interaction.delete_original_response()
-                await interaction.followup.send(str(exc), ephemeral=True)
+            except (LimitError, InputError) as exc:
+                await refuse(interaction, str(exc))
                 return
             conv = await conversation_for_channel(bot, interaction.channel) if in_conversation_channel else None
             spec = JobSpec(kind=kind, user=interaction.user, guild_id=interaction.guild_id, prompt=prompt,

@@ -51,6 +51,16 @@ class Reply:
         """Where this reply goes, as JSON, for another process to answer there (cogs/addresses.py)."""
 
 
+async def refuse(interaction: discord.Interaction, text: str) -> None:
+    """Tell only the member why not: an ephemeral answer; once acknowledged with a public "thinking…",
+    that placeholder removed first (a first follow-up would edit it in place, public)."""
+    if not interaction.response.is_done():
+        await interaction.response.send_message(text, ephemeral=True)
+        return
+    await interaction.delete_original_response()
+    await interaction.followup.send(text, ephemeral=True)
+
+
 def channel_address(channel, upload_limit: int, mention: str) -> dict:
     return {"channel": {"id": channel.id, "guild_id": getattr(getattr(channel, "guild", None), "id", None),
                         "type": channel.type.value, "parent_id": getattr(channel, "parent_id", None)},

@@ -10,6 +10,7 @@ import sys
 import pytest
 import pytest_asyncio
 
+from fakes.bot_helpers import ephemeral_answer
 from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway, Reply
 
@@ -39,10 +40,7 @@ async def made(h):
 
 
 async def refused(h) -> str:
-    assert await h.ack() == 4, h
-    msg = await h.response()
-    assert msg.ephemeral
-    return msg.content
+    return (await ephemeral_answer(h)).content
 
 
 def field(msg, name: str, embed: int = 0) -> str:
@@ -73,15 +71,33 @@ async def test_over_the_daily_limit_the_member_is_told_when_it_resets(world):
     d.assert_clean()
 
 
+
+async def test_buttons_over_the_daily_limit_are_refused_privately(world):
+    d, gw = world
+    d.add_user("lou")
+    first = await made(await d.slash("imagine", {"prompt": "plum"}, user="lou"))
+    thread = await d.wait_for_thread(lambda t: int(t["id"]) == first.id)
+    mark = d.mark()
+    await d.say(thread, "make it two plums", user="lou")
+    second = await d.wait_for_message(thread, result_of, after=mark, timeout=15)
+    before = len(gw.requests)
+    in_thread = await d.click(second, label="Reroll", user="lou")  # answered in place: public "thinking…"
+    on_starter = await d.click(first, label="Reroll", user="lou")  # answered in the thread: private pointer
+    for click in (in_thread, on_starter):
+        assert "used all 2 of your images for today" in (await ephemeral_answer(click)).content
+    assert len(gw.requests) == before
+    d.assert_clean()
+
 async def test_two_requests_at_once_for_the_last_image_only_one_passes(world):
     d, _ = world
     d.add_user("ivy")
     await made(await d.slash("imagine", {"prompt": "first"}, user="ivy"))
     first = await d.slash("imagine", {"prompt": "race a"}, user="ivy")
     second = await d.slash("imagine", {"prompt": "race b"}, user="ivy")
-    assert sorted([await first.ack(), await second.ack()]) == [4, 5]
-    winner, loser = (first, second) if first.ack_type == 5 else (second, first)
-    assert "used all 2" in (await loser.response()).content
+    assert [await first.ack(), await second.ack()] == [5, 5]  # both acknowledged before the reservation
+    await d.wait(lambda: first.followups or second.followups, 15, "the refusal of one of them")
+    loser, winner = (first, second) if first.followups else (second, first)
+    assert "used all 2" in (await ephemeral_answer(loser)).content
     await made(winner)
 
 

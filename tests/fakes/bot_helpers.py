@@ -46,10 +46,15 @@ def sent_images(request) -> list[bytes]:
 
 
 async def ephemeral_answer(h):
-    """The bot's private answer: the response itself (type 4), or a followup after a deferral."""
-    if await h.ack() == 4:
-        return await h.response()
-    return await h.followup(0)
+    """The bot's private answer: the response itself (type 4, or an ephemeral deferral's edit), or a
+    followup after a public deferral, whose "thinking…" is gone: nothing of a refusal stays public."""
+    if await h.ack() == 4 or h.original.ephemeral:
+        answer = await h.response()
+    else:
+        answer = await h.followup(0)
+        assert h.original is None or h.original.deleted, "the deferred placeholder is still in the channel"
+    assert answer.ephemeral, answer
+    return answer
 
 
 MODEL = "gemini-2.5-flash-image-preview"

@@ -119,6 +119,12 @@ class Interaction:
         return await self._wait(check, timeout, "the original response")
 
     @property
+    def original(self) -> Message | None:
+        """The original response as it stands now (perhaps still "thinking", perhaps deleted)."""
+        rec = self._driver.fake.world.find_message(self.record.original_id or 0)
+        return None if rec is None else Message(self._driver.fake, rec)
+
+    @property
     def followups(self) -> list[Message]:
         world = self._driver.fake.world
         return [Message(self._driver.fake, world.find_message(i)) for i in self.record.followup_ids]
