@@ -26,6 +26,33 @@ log = logging.getLogger(__name__)
 
 TASK = "generate"
 
+# procrastinate wakes its workers (LISTEN/NOTIFY) only when a job is inserted. A job that was waiting
+# for its conversation's lock, or one handed back to the queue (a stalled or stopping worker's), would
+# wait for the next poll: this trigger sends procrastinate's own wake-up whenever a job leaves 'doing'
+# and that frees one. The poll is left as the safety net for a wake-up lost while a listener reconnects.
+WAKE_TRIGGER = "bot_wake_workers_v1"
+WAKE_WORKERS_SQL = f"""
+CREATE OR REPLACE FUNCTION {WAKE_TRIGGER}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    payload TEXT := json_build_object('type', 'job_inserted', 'job_id', OLD.id)::text;
+BEGIN
+    IF (TG_OP = 'UPDATE' AND NEW.status = 'todo') OR EXISTS (
+            SELECT 1 FROM procrastinate_jobs WHERE lock = OLD.lock AND status = 'todo') THEN
+        PERFORM pg_notify('procrastinate_queue_v1#' || OLD.queue_name, payload);
+        PERFORM pg_notify('procrastinate_any_queue_v1', payload);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER {WAKE_TRIGGER}_update AFTER UPDATE OF status ON procrastinate_jobs FOR EACH ROW
+    WHEN (OLD.status = 'doing' AND NEW.status <> 'doing' AND (NEW.status = 'todo' OR OLD.lock IS NOT NULL))
+    EXECUTE FUNCTION {WAKE_TRIGGER}();
+CREATE TRIGGER {WAKE_TRIGGER}_delete AFTER DELETE ON procrastinate_jobs FOR EACH ROW
+    WHEN (OLD.status = 'doing' AND OLD.lock IS NOT NULL)
+    EXECUTE FUNCTION {WAKE_TRIGGER}();
+"""
+SAFETY_POLL_SECONDS = 15.0  # only for a wake-up lost in transit; a stalled job's retry also wakes
+
 
 class HandBack(Exception):
     """A stopping worker gives its unfinished job back to the queue."""
@@ -58,8 +85,9 @@ class DurableQueue:
         logging.getLogger("procrastinate.worker").addFilter(_PlannedHandBack())
 
     async def open(self, exclusive: Callable[[str], Any]) -> None:
-        """Share the store's connection pool, and create procrastinate's tables once (its schema
-        script is not idempotent: the first process to start applies it, under a database lock)."""
+        """Share the store's connection pool, and create procrastinate's tables and the wake-up
+        trigger once (procrastinate's schema script is not idempotent: the first process to start
+        applies it, under a database lock)."""
         await self.app.open_async(pool=self.pool)
         async with exclusive("procrastinate-schema"):
             async with self.pool.connection() as connection:
@@ -68,6 +96,10 @@ class DurableQueue:
             if not found:
                 await self.app.schema_manager.apply_schema_async()
                 log.info("created the job queue's tables (procrastinate)")
+            async with self.pool.connection() as connection:
+                cursor = await connection.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", (f"{WAKE_TRIGGER}_update",))
+                if await cursor.fetchone() is None:
+                    await connection.execute(WAKE_WORKERS_SQL)
 
     async def enqueue(self, connection: Any, job_id: str, conversation_id: int) -> int:
         """Defer a job on `connection`, inside its open transaction; returns the queue's job id."""
@@ -86,7 +118,7 @@ class DurableQueue:
         self._worker = asyncio.create_task(self.app.run_worker_async(
             name=name, concurrency=self.concurrency, install_signal_handlers=False, delete_jobs="successful",
             shutdown_graceful_timeout=self.grace, update_heartbeat_interval=self.heartbeat,
-            fetch_job_polling_interval=min(self.heartbeat, 5.0),  # a retried job wakes no LISTEN: poll
+            fetch_job_polling_interval=SAFETY_POLL_SECONDS,
             stalled_worker_timeout=self.lapse), name="procrastinate worker")
 
     async def stop_worker(self) -> None:

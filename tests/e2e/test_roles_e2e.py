@@ -108,7 +108,9 @@ async def test_a_threads_five_quick_messages_are_answered_in_order_while_another
         expected = [answer_with(gw, c) for c in colors]
         for i in range(5):
             await d.say(thread_id(quick), f"step {i}")
-        results = await d.wait_for_messages(thread_id(quick), 5, result_of, after=mark, timeout=60)
+        # Each turn starts as soon as the one before it ends (the queue's wake-up trigger), not at the
+        # workers' next poll (15 s): all five well within one poll.
+        results = await d.wait_for_messages(thread_id(quick), 5, result_of, after=mark, timeout=12)
         assert [m.attachments[0].data for m in results] == expected
         # Each turn saw the previous one's answer: they ran one at a time, in order.
         prompts = [r for r in gw.requests[3:] if "step" in str(r.json)]
