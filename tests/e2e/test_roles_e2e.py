@@ -15,6 +15,9 @@ from store import open_store
 
 GATEWAY = [sys.executable, "bot.py", "--role", "gateway"]
 WORKER = [sys.executable, "bot.py", "--role", "worker"]
+# Shards 0 and 1 in IDENTIFY buckets of their own (shard_id % max_concurrency): both gateways connect
+# at once. The 5 s spacing within a bucket is tested in test_scale_e2e.py.
+TWO_BUCKETS = Settings(shard_count=2, max_concurrency=2)
 
 
 class Deployment:
@@ -23,6 +26,7 @@ class Deployment:
         self.extra = {"SHARD_COUNT": 2, "HEARTBEAT_SECONDS": 1, "SHUTDOWN_GRACE_SECONDS": 2, **extra}
         self.gateways: list = []
         self.workers: list = []
+        self.started = 0  # workers started, ready or not
 
     def env(self, name: str, **extra) -> dict[str, str]:
         return bot_env(self.d, self.gw, self.tmp_path / f"data-{name}", DATABASE_URL=self.url, **{**self.extra, **extra})
@@ -33,12 +37,12 @@ class Deployment:
         d.add_guild("south", shard=(1, 2))
         self.gateways.append(await d.start_bot(GATEWAY, env=self.env("g0", SHARD_IDS=0), timeout=60))
         self.gateways.append(await d.start_another_bot(GATEWAY, env=self.env("g1", SHARD_IDS=1), timeout=60))
-        for _ in range(workers):
-            await self.start_worker()
+        await asyncio.gather(*(self.start_worker() for _ in range(workers)))
         return self
 
     async def start_worker(self):
-        env = self.env(f"w{len(self.workers)}")
+        env = self.env(f"w{self.started}")
+        self.started += 1
         worker = await self.d.start_another_bot(WORKER, env=env, wait=False)
         await _wait_for(lambda: _ready(worker), 60)  # its log is no event of the fake's: poll it
         self.workers.append(worker)
@@ -61,8 +65,7 @@ def worker_of(deployment: Deployment, job_id: str):
 
 
 async def test_two_gateways_and_two_workers_serve_imagine_in_guilds_of_both_shards(tmp_path, pg_database):
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         dep = await Deployment(d, gw, tmp_path, pg_database).start()
         images = {}
         for channel, color in (("north/general", (200, 0, 0)), ("south/general", (0, 0, 200))):
@@ -89,8 +92,7 @@ async def test_two_gateways_and_two_workers_serve_imagine_in_guilds_of_both_shar
 
 async def test_a_threads_five_quick_messages_are_answered_in_order_while_another_thread_runs_on_the_other_worker(
         tmp_path, pg_database):
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         await Deployment(d, gw, tmp_path, pg_database, USER_MAX_JOBS=10).start()
         threads = []
         for channel in ("north/general", "north/general"):
@@ -121,8 +123,7 @@ async def test_a_threads_five_quick_messages_are_answered_in_order_while_another
 
 
 async def test_a_button_on_a_result_made_by_the_other_process_works(tmp_path, pg_database):
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         await Deployment(d, gw, tmp_path, pg_database).start()
         answer_with(gw, (5, 50, 5))
         h = await d.slash("imagine", {"prompt": "a green door"}, channel="south/general")
@@ -156,8 +157,7 @@ async def job_on_a_worker(dep: Deployment, prompt: str, channel: str):
 
 async def test_a_worker_killed_mid_job_its_job_finishes_on_the_other_worker_once_and_is_charged_once(
         tmp_path, pg_database):
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         dep = await Deployment(d, gw, tmp_path, pg_database).start()
         h, job, victim, again = await job_on_a_worker(dep, "a doomed comet", "north/general")
         store = await dep.store()
@@ -192,8 +192,7 @@ async def _wait_for(check, timeout: float = 30):
 
 async def test_a_worker_stopped_with_sigterm_hands_its_job_back_and_the_other_worker_finishes_it(
         tmp_path, pg_database):
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         dep = await Deployment(d, gw, tmp_path, pg_database, SHUTDOWN_GRACE_SECONDS=1).start()
         h, job, victim, again = await job_on_a_worker(dep, "a patient heron", "south/general")  # outlasts the grace
         store = await dep.store()
@@ -211,8 +210,7 @@ async def test_a_worker_stopped_with_sigterm_hands_its_job_back_and_the_other_wo
 
 
 async def test_a_gateway_restarted_never_touches_a_job_in_the_queue_or_on_a_worker(tmp_path, pg_database):
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         await Deployment(d, gw, tmp_path, pg_database).start()
         image, release = held_answer(gw, (0, 90, 90))
         slow = await d.slash("imagine", {"prompt": "a slow lighthouse"}, channel="north/general")
@@ -231,8 +229,7 @@ async def test_a_gateway_restarted_never_touches_a_job_in_the_queue_or_on_a_work
 
 async def test_a_members_jobs_at_once_and_daily_quota_hold_across_gateways_and_workers(tmp_path, pg_database):
     """Reserved by one gateway, charged by a worker, checked by the other gateway."""
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         await Deployment(d, gw, tmp_path, pg_database, USER_MAX_JOBS=1, USER_DAILY_IMAGES=1).start()
         await one_job_at_a_time_across_shards(d, gw)
         spent = await d.slash("imagine", {"prompt": "one more today"}, channel="north/general")
@@ -241,8 +238,7 @@ async def test_a_members_jobs_at_once_and_daily_quota_hold_across_gateways_and_w
 
 
 async def test_cancel_on_a_job_running_on_a_worker_stops_it_there(tmp_path, pg_database):
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=1),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         dep = await Deployment(d, gw, tmp_path, pg_database).start()
         held_answer(gw, (5, 5, 5))
         h = await d.slash("imagine", {"prompt": "never mind"}, channel="south/general")
