@@ -7,17 +7,14 @@ import asyncio
 import signal
 import sys
 
-from fakes.bot_helpers import (answer_with, bot_env, ephemeral_answer, held_answer, last_user_text,
+from fakes.bot_helpers import (TWO_BUCKETS, answer_with, bot_env, ephemeral_answer, held_answer, last_user_text,
                                one_job_at_a_time_across_shards, result_of, thread_id)
-from fakes.driver import Driver, Settings
+from fakes.driver import Driver
 from fakes.fake_gateway import FakeGateway
 from store import open_store
 
 GATEWAY = [sys.executable, "bot.py", "--role", "gateway"]
 WORKER = [sys.executable, "bot.py", "--role", "worker"]
-# Shards 0 and 1 in IDENTIFY buckets of their own (shard_id % max_concurrency): both gateways connect
-# at once. The 5 s spacing within a bucket is tested in test_scale_e2e.py.
-TWO_BUCKETS = Settings(shard_count=2, max_concurrency=2)
 
 
 class Deployment:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from fakes.bot_helpers import (MODEL, bot_env, ephemeral_answer, held_answer, one_job_at_a_time_across_shards,
+from fakes.bot_helpers import (MODEL, TWO_BUCKETS, bot_env, ephemeral_answer, held_answer, one_job_at_a_time_across_shards,
                                result_of)
 from fakes.driver import Driver, Settings
 from fakes.fake_gateway import FakeGateway, make_png
@@ -107,8 +107,7 @@ async def test_a_members_jobs_at_once_and_cooldown_hold_across_processes(tmp_pat
     """Alice may run one job at a time, one a minute: a job running on one process keeps her next one
     out on the other, and once it is done the cooldown it started still holds there. (Daily quotas
     are per server, and a server's events reach one process: the store tests race them.)"""
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=2),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         await start_two_shards(d, gw, tmp_path, pg_database, USER_MAX_JOBS=1, USER_COOLDOWN_SECONDS=60)
         await one_job_at_a_time_across_shards(d, gw)
 
@@ -123,8 +122,7 @@ async def test_a_killed_processes_job_is_finished_by_the_other_process_after_its
     """The process (gateway and worker in one, `--role all`) running north's job is SIGKILLed mid-job
     and not restarted: its heartbeat lapses, the other process's worker runs the job again, and the
     member gets exactly one result, through the interaction's webhook; their quota is charged once."""
-    async with FakeGateway() as gw, Driver(settings=Settings(shard_count=2, max_concurrency=2),
-                                           log_dir=tmp_path) as d:
+    async with FakeGateway() as gw, Driver(settings=TWO_BUCKETS, log_dir=tmp_path) as d:
         first, second = await start_two_shards(d, gw, tmp_path, pg_database, HEARTBEAT_SECONDS=1)  # lapse: 3 s
         held_answer(gw, (200, 0, 0))  # never released: its process dies with it
         gw.image = again = make_png((32, 32), color=(0, 200, 0))

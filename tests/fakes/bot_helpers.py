@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from .driver import Driver
+from .driver import Driver, Settings
 from .fake_gateway import FakeGateway, make_png
 from .secret_registry import register_secret
+
+# Two shards in IDENTIFY buckets of their own (shard_id % max_concurrency): processes holding one
+# each connect at once. Tests of the 5 s spacing within a bucket use max_concurrency=1.
+TWO_BUCKETS = Settings(shard_count=2, max_concurrency=2)
 
 API_KEY = register_secret("sk-e2e-VERY-SECRET-KEY-123", "bot_helpers.API_KEY")
 
